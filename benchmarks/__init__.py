@@ -1,0 +1,1 @@
+"""Benchmark scripts; each writes figures to benchmarks/results/<name>.json."""

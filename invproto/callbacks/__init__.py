@@ -1,0 +1,1 @@
+"""Evaluation callbacks run by edflow after each epoch and by `edflow -p`."""

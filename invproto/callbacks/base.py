@@ -1,0 +1,41 @@
+"""What every invproto evaluation callback does besides computing its metrics.
+
+edflow calls evaluation callbacks after each training epoch (and in
+``edflow -p``) as ``callback(root, data_in, data_out, config)`` where ``root``
+is ``<run>/eval/<time>/<step>``, ``data_in`` the validation dataset and
+``data_out`` the model outputs (``data_out.labels[key]`` holds what the
+iterator's ``eval_op`` returned under ``labels``).
+
+:func:`evaluation_callback` turns a function returning ``{metric: float}``
+into such a callback that also prints the metrics, records them in
+``results/scores.yaml`` and ``metrics.csv`` (edflow logs nothing in ``-p``
+mode), and returns ``{"scalars": metrics}`` so that during training edflow
+logs them (to wandb too when it is active).
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Callable, Mapping
+
+from invproto.artifacts import RunArtifacts, current_run_root
+
+MetricsFn = Callable[..., Mapping[str, float]]
+
+
+def evaluation_callback(compute: MetricsFn) -> Callable:
+    @functools.wraps(compute)
+    def callback(root, data_in, data_out, config, **kwargs):
+        metrics = {k: float(v) for k, v in compute(root, data_in, data_out, config, **kwargs).items()}
+        step = int(Path(root).name)
+        evaluation = bool(config.get("test_mode", False))
+        context = {"dataset": config["datasets"]["validation"]}
+        RunArtifacts(current_run_root()).add_scores(step, metrics, evaluation=evaluation, context=context)
+        RunArtifacts(current_run_root()).append_metrics(
+            {"step": step, "phase": "evaluation" if evaluation else "epoch_end", **metrics})
+        shown = " ".join(f"{k}={v:.4f}" for k, v in metrics.items())
+        print(f"invproto: {compute.__name__} at step {step} on {context['dataset']}: {shown}", flush=True)
+        return {"scalars": metrics}
+
+    return callback

@@ -1,0 +1,124 @@
+"""Typed schemas of the run config: every top-level key invproto or edflow reads.
+
+Sections whose content depends on a component (``model_params``,
+``iterator_params``, ``loss.params``, callback kwargs) are checked against that
+component's own schema, see :func:`invproto.config.instantiate.schema_for`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional
+
+from omegaconf import MISSING
+
+
+@dataclass
+class DatasetsConfig:
+    """Import paths of edflow datasets; edflow requires both splits."""
+
+    train: str = MISSING
+    validation: str = MISSING
+
+
+@dataclass
+class DataParams:
+    """Where data lives and how the validation split is carved from train."""
+
+    root: Optional[str] = None  # else $INVPROTO_DATA, else ./data
+    validation_size: int = 5000  # examples held out of the official train split
+    split_seed: int = 0  # seed of the train/validation partition
+    download: bool = True  # let torchvision download missing files
+
+
+@dataclass
+class OptimizerParams:
+    """Optimizer and learning-rate schedule (per optimizer step)."""
+
+    name: str = "adam"  # adam | adamw | sgd
+    lr: float = 1.0e-3
+    betas: List[float] = field(default_factory=lambda: [0.9, 0.999])  # adam/adamw
+    momentum: float = 0.9  # sgd
+    weight_decay: float = 0.0
+    schedule: str = "constant"  # constant | cosine | linear
+    warmup_steps: int = 0  # linear warm-up from 0 before the schedule
+    decay_start: int = 0  # linear: constant until this step, then linear to 0
+    grad_clip_norm: Optional[float] = None
+
+
+@dataclass
+class ComponentSpec:
+    """An object built by :func:`invproto.config.instantiate.instantiate`."""
+
+    target: str = MISSING
+    params: Dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class WandbConfig:
+    active: bool = False
+    project: Optional[str] = None
+    entity: Optional[str] = None
+    handlers: List[str] = field(default_factory=lambda: ["scalars", "images"])
+
+
+@dataclass
+class IntegrationsConfig:
+    wandb: WandbConfig = field(default_factory=WandbConfig)
+    tensorboard: Any = None
+    git: bool = False
+
+
+@dataclass
+class EvalPipelineConfig:
+    """Extra evaluation callbacks (name -> import path) and their kwargs."""
+
+    callbacks: Dict[str, str] = field(default_factory=dict)
+    callback_kwargs: Dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class RunConfig:
+    """The whole config after edflow stacked the ``-b`` files."""
+
+    # what runs (edflow builds these from import paths)
+    iterator: str = MISSING
+    model: str = MISSING
+    datasets: DatasetsConfig = field(default_factory=DatasetsConfig)
+    experiment_name: Optional[str] = None
+    # invproto sections
+    model_params: Any = None  # checked against the model's Params
+    iterator_params: Any = None  # checked against the iterator's Params
+    dataset_params: Any = None  # checked against the datasets' Params
+    loss: Optional[ComponentSpec] = None
+    data: DataParams = field(default_factory=DataParams)
+    optimizer: OptimizerParams = field(default_factory=OptimizerParams)
+    seed: int = 0
+    # schedule and logging (edflow)
+    batch_size: int = MISSING
+    test_batch_size: Optional[int] = None
+    num_epochs: Optional[int] = None
+    num_steps: Optional[int] = None
+    log_freq: int = 1000
+    start_log_freq: int = 1
+    ckpt_freq: Optional[int] = None
+    ckpt_zero: bool = False
+    hook_freq: int = 1
+    n_data_processes: Optional[int] = None  # default: the machine's core count
+    n_prefetch: int = 1
+    error_on_timeout: bool = False
+    max_batches_per_epoch: Optional[int] = None
+    integrations: IntegrationsConfig = field(default_factory=IntegrationsConfig)
+    eval_pipeline: EvalPipelineConfig = field(default_factory=EvalPipelineConfig)
+    # keys edflow writes into the configs it saves (accepted on `-p`)
+    eval_hook: Any = None
+    train_ops: Any = None
+    log_ops: Any = None
+    test_mode: bool = False
+    nogpu: bool = False
+    eval_all: bool = False
+    eval_forever: bool = False
+    eval_functor: Optional[str] = None
+    val_freq: Optional[int] = None
+    code_root: Optional[str] = None
+    debug: Any = None

@@ -1,0 +1,1 @@
+"""Iterators: the training and evaluation logic edflow runs, one per model family."""

@@ -1,0 +1,214 @@
+"""The shared base of every invproto iterator (edflow ``TemplateIterator``).
+
+What it does for all models, so that subclasses only write the maths:
+
+* validates the config and seeds everything (:func:`prepare_run`),
+* places the model on CUDA when available, else the CPU,
+* builds the optimizer and LR schedule from the ``optimizer`` section,
+* saves/restores model + optimizer + schedule (+ step, via edflow) with atomic
+  writes, and refuses checkpoints written by another model,
+* stops with a one-line message on a non-finite loss,
+* writes ``metrics.csv``, ``results/model_info.yaml`` and closes wandb.
+
+A subclass implements three methods on a batch of tensors (images NCHW):
+
+* :meth:`train_step` -> ``(loss, scalars)``, the optimizer step is done here,
+* :meth:`log_step` -> ``{"scalars": ..., "images": ...}`` (no gradients),
+* :meth:`eval_step` -> ``{name: array}`` stored for the evaluation callbacks,
+
+and lists its evaluation callbacks in ``callbacks``.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+import torch
+from edflow.custom_logging import run
+from edflow.hooks.hook import Hook
+from edflow.iterators.template_iterator import TemplateIterator
+
+from invproto.artifacts import RunArtifacts
+from invproto.config.run import prepare_run
+from invproto.config.schema import OptimizerParams
+from invproto.io import atomic_torch_save
+from invproto.iterators.optimization import build_optimizer, build_schedule
+
+Batch = dict[str, torch.Tensor]
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+class Throughput:
+    """Images per second of a repeated operation, accumulated over calls."""
+
+    def __init__(self):
+        self.images, self.seconds = 0, 0.0
+
+    def add(self, images: int, seconds: float) -> None:
+        self.images += images
+        self.seconds += seconds
+
+    @property
+    def images_per_s(self) -> float | None:
+        return round(self.images / self.seconds, 1) if self.seconds > 0 else None
+
+
+class Iterator(TemplateIterator):
+    def __init__(self, config, root, model, *args, **kwargs):
+        self.settings = prepare_run(config)
+        os.environ.setdefault("WANDB_DIR", str(Path(run.root).resolve()))
+        super().__init__(config, root, model, *args, **kwargs)
+        self.device = default_device()
+        self.model = model.to(self.device)
+        optimizer_params = OptimizerParams(**self.settings.optimizer)
+        self.optimizer = build_optimizer(self.trainable_parameters(), optimizer_params)
+        self.schedule = build_schedule(self.optimizer, int(config.get("num_steps") or 1), optimizer_params)
+        self.grad_clip_norm = optimizer_params.grad_clip_norm
+        self.artifacts = RunArtifacts(run.root)
+        self.train_speed, self.inference_speed = Throughput(), Throughput()
+        self.epoch_hooks.append(_ModelInfoHook(self))
+
+    # --- to implement -------------------------------------------------------
+    def train_step(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
+        raise NotImplementedError
+
+    def log_step(self, batch: Batch) -> dict:
+        raise NotImplementedError
+
+    def eval_step(self, batch: Batch) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+    def trainable_parameters(self):
+        return self.model.parameters()
+
+    # --- edflow step -------------------------------------------------------
+    def step_op(self, model, **batch):
+        tensors = self.to_tensors(batch)
+        n_images = len(batch["index_"])
+        trained: dict = {}
+
+        def train_op():
+            start = time.perf_counter()
+            self.model.train()
+            loss, scalars = self.train_step(tensors)
+            self.optimize(loss)
+            self._synchronize()
+            self.train_speed.add(n_images, time.perf_counter() - start)
+            trained["scalars"] = {**scalars, "loss": loss.item(), "lr": self.schedule.get_last_lr()[0]}
+
+        def log_op():
+            self.model.eval()
+            with torch.no_grad():
+                logs = self.log_step(tensors)
+            logs["scalars"] = {**logs.get("scalars", {}), **trained.get("scalars", {})}
+            self.artifacts.append_metrics({"step": self.get_global_step(), "phase": self.get_split(),
+                                           **logs["scalars"]})
+            return logs
+
+        def eval_op():
+            start = time.perf_counter()
+            self.model.eval()
+            with torch.inference_mode():
+                outputs = self.eval_step(tensors)
+            self._synchronize()
+            self.inference_speed.add(n_images, time.perf_counter() - start)
+            return {"labels": outputs}
+
+        return {"train_op": train_op, "log_op": log_op, "eval_op": eval_op}
+
+    def to_tensors(self, batch: Mapping) -> Batch:
+        """Numeric batch entries as tensors on the device; 4-d image arrays NHWC -> NCHW."""
+        tensors = {}
+        for key, value in batch.items():
+            if isinstance(value, np.ndarray) and value.dtype.kind in "fiub":
+                tensor = torch.from_numpy(value)
+                if tensor.dim() == 4:
+                    tensor = tensor.permute(0, 3, 1, 2)
+                tensors[key] = tensor.to(self.device, non_blocking=True).contiguous()
+        return tensors
+
+    def optimize(self, loss: torch.Tensor) -> None:
+        """One optimizer + schedule step; stops the run on a non-finite loss."""
+        if not torch.isfinite(loss):
+            raise SystemExit(
+                f"invproto: loss is {float(loss)} at step {self.get_global_step()}; lower optimizer.lr "
+                f"(now {self.schedule.get_last_lr()[0]:g}) or set optimizer.grad_clip_norm, then resume "
+                f"from the last checkpoint in {run.checkpoints} (it is intact)")
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.grad_clip_norm is not None:
+            torch.nn.utils.clip_grad_norm_(self.trainable_parameters(), self.grad_clip_norm)
+        self.optimizer.step()
+        self.schedule.step()
+
+    def _synchronize(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    # --- checkpoints -------------------------------------------------------
+    def save(self, checkpoint_path: str) -> None:
+        atomic_torch_save({
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "schedule": self.schedule.state_dict(),
+            "describe": self.model.describe(),
+        }, checkpoint_path)
+
+    def restore(self, checkpoint_path: str) -> None:
+        try:
+            state = torch.load(checkpoint_path, map_location=self.device, weights_only=True)
+        except Exception as error:
+            raise SystemExit(f"invproto: cannot load checkpoint {checkpoint_path} ({type(error).__name__}: "
+                             f"{error}); pass another one with -c") from None
+        expected = self.model.describe()
+        if state.get("describe") != expected:
+            raise SystemExit(
+                f"invproto: checkpoint {checkpoint_path} holds {state.get('describe')}, but the config "
+                f"builds {expected}; evaluate it with the config it was trained with "
+                f"(edflow -p <run>/configs/<its config>.yaml) or pass a matching -c checkpoint")
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.schedule.load_state_dict(state["schedule"])
+
+    # --- artifacts ---------------------------------------------------------
+    def model_info(self) -> dict:
+        parameters = list(self.model.parameters())
+        size_bytes = sum(t.numel() * t.element_size() for t in [*parameters, *self.model.buffers()])
+        return {
+            "model": self.model.describe()["model"],
+            "parameters": sum(p.numel() for p in parameters),
+            "trainable_parameters": sum(p.numel() for p in parameters if p.requires_grad),
+            "size_mb": round(size_bytes / 2 ** 20, 3),
+            "train_images_per_s": self.train_speed.images_per_s,
+            "inference_images_per_s": self.inference_speed.images_per_s,
+            "device": str(self.device) + (f" ({torch.cuda.get_device_name(self.device)})"
+                                          if self.device.type == "cuda" else ""),
+            "global_step": self.get_global_step(),
+        }
+
+    def iterate(self, batches):
+        try:
+            super().iterate(batches)
+        finally:
+            self.artifacts.write_model_info(self.model_info())
+            import sys
+
+            if "wandb" in sys.modules and sys.modules["wandb"].run is not None:
+                sys.modules["wandb"].finish()
+
+
+class _ModelInfoHook(Hook):
+    """Rewrites ``results/model_info.yaml`` after every epoch."""
+
+    def __init__(self, iterator: Iterator):
+        self.iterator = iterator
+
+    def after_epoch(self, epoch):
+        self.iterator.artifacts.write_model_info(self.iterator.model_info())

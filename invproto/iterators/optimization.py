@@ -1,0 +1,42 @@
+"""Optimizer and learning-rate schedule from the ``optimizer`` config section."""
+
+from __future__ import annotations
+
+import math
+from typing import Iterable
+
+import torch
+
+from invproto.config.schema import OptimizerParams
+from invproto.config.validation import ConfigError
+
+
+def build_optimizer(parameters: Iterable[torch.nn.Parameter], p: OptimizerParams) -> torch.optim.Optimizer:
+    if p.name == "adam":
+        return torch.optim.Adam(parameters, lr=p.lr, betas=tuple(p.betas), weight_decay=p.weight_decay)
+    if p.name == "adamw":
+        return torch.optim.AdamW(parameters, lr=p.lr, betas=tuple(p.betas), weight_decay=p.weight_decay)
+    if p.name == "sgd":
+        return torch.optim.SGD(parameters, lr=p.lr, momentum=p.momentum, weight_decay=p.weight_decay)
+    raise ConfigError(f"config key 'optimizer.name' must be adam, adamw or sgd, got '{p.name}'")
+
+
+def lr_factor(step: int, total_steps: int, p: OptimizerParams) -> float:
+    """Multiplier of ``optimizer.lr`` at optimizer step ``step`` (0-based)."""
+    if step < p.warmup_steps:
+        return (step + 1) / p.warmup_steps
+    if p.schedule == "constant":
+        return 1.0
+    if p.schedule == "cosine":
+        progress = (step - p.warmup_steps) / max(1, total_steps - p.warmup_steps)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+    if p.schedule == "linear":
+        start = max(p.decay_start, p.warmup_steps)
+        return 1.0 if step < start else max(0.0, 1.0 - (step - start) / max(1, total_steps - start))
+    raise ConfigError(f"config key 'optimizer.schedule' must be constant, cosine or linear, got '{p.schedule}'")
+
+
+def build_schedule(optimizer: torch.optim.Optimizer, total_steps: int,
+                   p: OptimizerParams) -> torch.optim.lr_scheduler.LambdaLR:
+    lr_factor(0, total_steps, p)  # fail early on an unknown schedule name
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, total_steps, p))

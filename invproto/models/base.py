@@ -1,0 +1,34 @@
+"""Base class of invproto models.
+
+edflow builds the model as ``Model(config)`` from the import path in the
+config's ``model`` key. Each invproto model declares its typed parameters as a
+dataclass ``Params``; the ``model_params`` section of the config is validated
+against it and available as ``self.params``. Outside edflow (tests, a frozen
+first stage) use :meth:`Model.from_params`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import ClassVar, Mapping
+
+import torch.nn as nn
+
+from invproto.config.run import component_params
+
+
+class Model(nn.Module):
+    Params: ClassVar[type]
+
+    def __init__(self, config: Mapping):
+        super().__init__()
+        self.params = component_params(config, "model_params", type(self))
+
+    @classmethod
+    def from_params(cls, **params) -> "Model":
+        return cls({"model_params": params})
+
+    def describe(self) -> dict:
+        """Import path and parameters: what a checkpoint must match to be loaded."""
+        return {"model": f"{type(self).__module__}.{type(self).__qualname__}",
+                "model_params": dataclasses.asdict(self.params)}

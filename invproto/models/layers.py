@@ -1,0 +1,72 @@
+"""Small building blocks shared by the models."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+
+class ActNorm(nn.Module):
+    """Per-channel affine normalisation ``y = (x + loc) * exp(log_scale)``.
+
+    Data-dependent initialisation (Kingma & Dhariwal, 2018): on the first
+    forward pass in training mode, ``loc`` and ``log_scale`` are set so that
+    the output of that batch has zero mean and unit variance per channel.
+    Works on ``(N, C)`` and ``(N, C, H, W)`` inputs; channel axis 1.
+    """
+
+    def __init__(self, num_channels: int, eps: float = 1e-6):
+        super().__init__()
+        self.loc = nn.Parameter(torch.zeros(num_channels))
+        self.log_scale = nn.Parameter(torch.zeros(num_channels))
+        self.register_buffer("initialized", torch.tensor(False))
+        self.eps = eps
+
+    def _shape(self, x: torch.Tensor) -> tuple[int, ...]:
+        return (1, -1) + (1,) * (x.dim() - 2)
+
+    @torch.no_grad()
+    def _initialize(self, x: torch.Tensor) -> None:
+        per_channel = x.transpose(0, 1).reshape(x.shape[1], -1)
+        self.loc.copy_(-per_channel.mean(dim=1))
+        self.log_scale.copy_(-torch.log(per_channel.std(dim=1) + self.eps))
+        self.initialized.fill_(True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training and not bool(self.initialized):
+            self._initialize(x)
+        shape = self._shape(x)
+        return (x + self.loc.view(shape)) * torch.exp(self.log_scale.view(shape))
+
+    def log_det(self, x: torch.Tensor) -> torch.Tensor:
+        """log|det dy/dx| per example, shape ``(N,)``."""
+        spatial = x[0, 0].numel()
+        return (self.log_scale.sum() * spatial).expand(x.shape[0])
+
+
+class ConvEncoder(nn.Module):
+    """Strided 4x4 convolutions down to a vector, after the IIN reference.
+
+    ``n_down`` blocks of [Conv 4x4 stride 2, ActNorm, LeakyReLU(0.2)] with
+    ``base_channels * 2**i`` channels take ``(N, C, S, S)`` to
+    ``(N, base_channels * 2**(n_down-1), s, s)`` with ``s = S // 2**n_down``;
+    a final convolution with kernel ``s`` maps that to ``(N, out_dim)``.
+    """
+
+    def __init__(self, in_channels: int, in_size: int, n_down: int, base_channels: int, out_dim: int):
+        super().__init__()
+        layers: list[nn.Module] = []
+        channels, size = in_channels, in_size
+        for i in range(n_down):
+            out_channels = base_channels * 2 ** i
+            layers += [nn.Conv2d(channels, out_channels, 4, stride=2, padding=1),
+                       ActNorm(out_channels), nn.LeakyReLU(0.2)]
+            channels, size = out_channels, size // 2
+        if size < 1:
+            raise ValueError(f"in_size {in_size} is too small for n_down={n_down}")
+        layers.append(nn.Conv2d(channels, out_dim, kernel_size=size))
+        self.net = nn.Sequential(*layers)
+        self.bottleneck_size = size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x).flatten(1)
