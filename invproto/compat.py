@@ -9,8 +9,16 @@ edflow (2020) and chainer use NumPy aliases that NumPy 2 removed:
 ``install()`` registers a tiny import hook. It does nothing until the first
 ``import edflow`` or ``import chainer``; then it restores the three aliases on
 the ``numpy`` module and silences the ``pkg_resources`` deprecation warning
-that chainer triggers. No other module is touched and numpy is not imported
-at interpreter start-up.
+that chainer triggers. Numpy is not imported at interpreter start-up.
+
+The same hook adds one fix to ``edflow.main`` once it is imported: ``edflow -p
+logs/<run> [-t]`` without ``-b`` reuses the run's saved config
+(:mod:`invproto.config.resume`); plain edflow fails on the empty config.
+
+On that first ``import edflow`` it also restores ``st.cache`` (removed from
+streamlit) when streamlit is loaded, so ``edexplore`` -- edflow's explorer run
+by ``streamlit run``, which imports streamlit before edflow -- works
+(:func:`patch_streamlit`).
 
 The hook must be active before ``edflow`` is imported -- also when the
 ``edflow`` console script starts, which imports edflow before any invproto
@@ -22,6 +30,7 @@ code. ``python -m invproto.compat install`` therefore writes a one-line
 from __future__ import annotations
 
 import importlib.abc
+import importlib.machinery
 import sys
 import sysconfig
 import warnings
@@ -51,26 +60,77 @@ def patch_numpy() -> None:
     warnings.filterwarnings("ignore", message=r".*numpy\.distutils", category=DeprecationWarning)
 
 
-class _PatchBeforeImport(importlib.abc.MetaPathFinder):
-    """Meta-path finder that patches numpy when edflow/chainer is first imported.
+def patch_edflow_main(module) -> None:
+    """Let ``edflow -p <run>`` (no ``-b``) start from the run's saved config."""
 
-    It never finds anything itself; it only runs :func:`patch_numpy` once and
-    lets the regular finders import the module.
+    def with_run_config(entry_point):
+        def run_entry_point(config, *args, **kwargs):
+            from invproto.config.resume import complete_from_run
+
+            complete_from_run(config)
+            return entry_point(config, *args, **kwargs)
+
+        return run_entry_point
+
+    module.train = with_run_config(module.train)
+    module.test = with_run_config(module.test)
+
+
+def patch_streamlit() -> None:
+    """Give edflow's dataset explorer back ``st.cache``, which streamlit removed.
+
+    ``edexplore`` runs ``edflow/explore.py`` under ``streamlit run``; the script
+    imports streamlit, then edflow -- which triggers this hook -- and later
+    caches the dataset with ``st.cache(persist=False, allow_output_mutation=True)``,
+    i.e. one shared, unhashed object per config: today's ``st.cache_resource``.
+    Acts only when streamlit is already imported; idempotent.
+    """
+    streamlit = sys.modules.get("streamlit")
+    if streamlit is None or hasattr(streamlit, "cache"):
+        return
+
+    def cache(func=None, **_legacy_options):
+        return streamlit.cache_resource(func) if func is not None else streamlit.cache_resource
+
+    streamlit.cache = cache
+
+
+class _PatchOnImport(importlib.abc.MetaPathFinder):
+    """Meta-path finder that patches numpy before edflow/chainer are imported
+    and ``edflow.main`` right after it is executed.
+
+    It only wraps the spec the regular path finder returns; module contents
+    come from the installed packages unchanged.
     """
 
     def find_spec(self, fullname, path=None, target=None):
         if fullname in _WATCHED:
             patch_numpy()
-            sys.meta_path.remove(self)
-        return None
+            patch_streamlit()
+        if fullname != "edflow.main":
+            return None
+        sys.meta_path.remove(self)  # everything this hook does is done now
+        spec = importlib.machinery.PathFinder.find_spec(fullname, path)
+        if spec is not None and spec.loader is not None:
+            execute = spec.loader.exec_module
+
+            def exec_module(module):
+                execute(module)
+                patch_edflow_main(module)
+
+            spec.loader.exec_module = exec_module
+        return spec
 
 
 def install() -> None:
     """Activate the compatibility layer for this interpreter (idempotent)."""
     if any(name in sys.modules for name in _WATCHED):
         patch_numpy()
-    elif not any(isinstance(f, _PatchBeforeImport) for f in sys.meta_path):
-        sys.meta_path.insert(0, _PatchBeforeImport())
+        patch_streamlit()
+    if "edflow.main" in sys.modules:
+        patch_edflow_main(sys.modules["edflow.main"])
+    elif not any(isinstance(f, _PatchOnImport) for f in sys.meta_path):
+        sys.meta_path.insert(0, _PatchOnImport())
 
 
 def pth_path() -> Path:

@@ -19,8 +19,8 @@ PIP=("$VENV/bin/python" -m pip install -q --disable-pip-version-check)
 "${PIP[@]}" -U pip
 "${PIP[@]}" torch==2.14.1 torchvision==0.29.1
 "${PIP[@]}" "setuptools>=77.0.3,<81" wheel "numpy>=2,<2.7"
-"$VENV/bin/python" -c "import chainer" 2>/dev/null || "${PIP[@]}" --no-build-isolation chainer==7.8.1
+"$VENV/bin/python" -m pip show -q chainer 2>/dev/null || "${PIP[@]}" --no-build-isolation chainer==7.8.1
 "${PIP[@]}" --no-deps edflow==0.4.0
 "${PIP[@]}" -e ".[test]"
-"$VENV/bin/python" -m invproto.compat install
-"$VENV/bin/python" -m invproto.compat check
+"$VENV/bin/python" -c "import invproto.compat as c; c.main(['install'])"
+"$VENV/bin/python" -c "import invproto.compat as c, sys; sys.exit(c.main(['check']))"
