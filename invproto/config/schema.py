@@ -122,3 +122,13 @@ class RunConfig:
     val_freq: Optional[int] = None
     code_root: Optional[str] = None
     debug: Any = None
+
+
+@dataclass
+class ExploreConfig:
+    """What a dataset reads when edflow's explorer builds it: ``edexplore --dataset <path>``."""
+
+    dataset: str = MISSING
+    data: DataParams = field(default_factory=DataParams)
+    dataset_params: Any = None
+    seed: int = 0

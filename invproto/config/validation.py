@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from invproto.config.instantiate import get_obj_from_str, schema_for
-from invproto.config.schema import RunConfig
+from invproto.config.schema import ExploreConfig, RunConfig
 from invproto.config.sources import ConfigSources
 
 
@@ -127,8 +127,30 @@ def _import(path: str, key: str) -> Any:
         raise ConfigError(f"config key '{key}' = '{path}' cannot be imported ({error}){_where(key)}") from None
 
 
+def _read_only(checked: dict) -> DictConfig:
+    view = OmegaConf.create(checked)
+    OmegaConf.set_readonly(view, True)
+    return view
+
+
+def validate_explore_config(config: Mapping) -> DictConfig:
+    """Validate the config ``edexplore --dataset <path>`` builds a dataset with."""
+    explored = {key: config[key] for key in ("dataset", "data", "dataset_params", "seed") if key in config}
+    checked = check_section(ExploreConfig, explored, "")
+    dataset = _import(checked["dataset"], "dataset")
+    if hasattr(dataset, "Params"):
+        checked["dataset_params"] = check_section(dataset.Params, checked["dataset_params"], "dataset_params")
+    return _read_only(checked)
+
+
 def validate_run_config(config: Mapping) -> DictConfig:
-    """Validate the stacked edflow config; return a read-only typed view of it."""
+    """Validate the stacked edflow config; return a read-only typed view of it.
+
+    A config with a top-level ``dataset`` and no ``iterator`` comes from
+    ``edexplore``, which builds a single dataset; only its keys are checked.
+    """
+    if "dataset" in config and "iterator" not in config:
+        return validate_explore_config(config)
     checked = check_section(RunConfig, config, "")
     if checked["num_epochs"] is None and checked["num_steps"] is None:
         raise ConfigError(f"missing config key 'num_epochs' (int) or 'num_steps' (int); "
@@ -148,6 +170,4 @@ def validate_run_config(config: Mapping) -> DictConfig:
         checked["loss"]["params"] = validate_params(loss, checked["loss"]["params"], "loss.params")
     for name, path in checked["eval_pipeline"]["callbacks"].items():
         _import(path, f"eval_pipeline.callbacks.{name}")
-    view = OmegaConf.create(checked)
-    OmegaConf.set_readonly(view, True)
-    return view
+    return _read_only(checked)

@@ -72,7 +72,10 @@ class ImageDataset(DatasetMixin):
 
     @classmethod
     def _cached_load(cls, root: Path, download: bool) -> dict[str, LabelledImages]:
-        return _load_once(cls.load, root.resolve(), download)
+        # Split classes (MNISTTrain, MNISTValidation, ...) only set ``split``; they share
+        # the arrays of the dataset class above them, which is the cache key.
+        dataset_class = next(k for k in cls.__mro__ if "split" not in vars(k))
+        return _load_once(dataset_class.load, root.resolve(), download)
 
     @classmethod
     def load(cls, root: Path, download: bool) -> dict[str, LabelledImages]:
