@@ -165,8 +165,9 @@ class Iterator(TemplateIterator):
         try:
             state = torch.load(checkpoint_path, map_location=self.device, weights_only=True)
         except Exception as error:
+            reason = (str(error).strip().splitlines() or [""])[0]
             raise SystemExit(f"invproto: cannot load checkpoint {checkpoint_path} ({type(error).__name__}: "
-                             f"{error}); pass another one with -c") from None
+                             f"{reason}); pass another one with -c") from None
         expected = self.model.describe()
         if state.get("describe") != expected:
             raise SystemExit(
@@ -176,6 +177,12 @@ class Iterator(TemplateIterator):
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.schedule.load_state_dict(state["schedule"])
+
+    def _save_final_checkpoint(self) -> None:
+        """edflow saves at multiples of ``ckpt_freq`` only (when it is set): keep the last state too."""
+        path = Path(self.ckpthook.savename.format(self.get_global_step()))
+        if not path.is_file():
+            self.save(str(path))
 
     # --- artifacts ---------------------------------------------------------
     def model_info(self) -> dict:
@@ -196,6 +203,8 @@ class Iterator(TemplateIterator):
     def iterate(self, batches):
         try:
             super().iterate(batches)
+            if not self.config.get("test_mode", False):
+                self._save_final_checkpoint()
         finally:
             self.artifacts.write_model_info(self.model_info())
             import sys

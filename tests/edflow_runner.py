@@ -1,0 +1,71 @@
+"""Run the real ``edflow`` CLI in a scratch directory, as a user would.
+
+The scratch directory links ``invproto/`` and ``configs/`` from the repository
+(edflow copies the code root into every run) and gets its own ``logs/``.
+Real data comes from ``../shared/data``; wandb is offline.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+EDFLOW = str(Path(sys.executable).with_name("edflow"))
+
+# A small, fast classifier run: 8-channel encoder, 256 validation images.
+QUICK = ["--model_params/base_channels", "8", "--batch_size", "32", "--data/validation_size", "256",
+         "--optimizer/warmup_steps", "0", "--log_freq", "10"]
+
+
+class EdflowRunner:
+    def __init__(self, workdir: Path):
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        for name in ("invproto", "configs"):
+            link = self.workdir / name
+            if not link.exists():
+                link.symlink_to(REPO / name)
+        self.env = {**os.environ, "INVPROTO_DATA": str(SHARED_DATA), "WANDB_MODE": "offline",
+                    "WANDB_SILENT": "true", "PYTHONWARNINGS": "ignore"}
+
+    def __call__(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+        return subprocess.run([EDFLOW, *args], cwd=self.workdir, env=self.env, capture_output=True,
+                              text=True, timeout=timeout)
+
+    def start(self, *args: str) -> subprocess.Popen:
+        """Start edflow in its own process group (so a kill reaches its data workers)."""
+        return subprocess.Popen([EDFLOW, *args], cwd=self.workdir, env=self.env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, start_new_session=True)
+
+    @staticmethod
+    def kill(process: subprocess.Popen) -> None:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+    def runs(self, name: str) -> list[Path]:
+        return sorted((self.workdir / "logs").glob(f"*_{name}"))
+
+    def run_dir(self, name: str) -> Path:
+        runs = self.runs(name)
+        assert len(runs) == 1, f"expected one run named {name}, found {runs}"
+        return runs[0]
+
+    @staticmethod
+    def train_config(run: Path) -> Path:
+        return sorted((run / "configs").glob("train_*.yaml"))[-1]
+
+    @staticmethod
+    def wait_for(path_glob, directory: Path, timeout: float = 300) -> Path:
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            found = sorted(directory.glob(path_glob))
+            if found:
+                return found[0]
+            time.sleep(0.2)
+        raise TimeoutError(f"{path_glob} did not appear in {directory} within {timeout} s")

@@ -1,0 +1,144 @@
+"""Config validation: unknown, misspelt, mistyped and missing keys fail naming the key."""
+
+import subprocess
+import time
+
+import pytest
+import torch
+import yaml
+
+from invproto.config import ConfigError, instantiate, schema_for, validate_run_config
+from invproto.config import validation
+from invproto.config.sources import ConfigSources
+from edflow_runner import EdflowRunner
+
+
+def valid_config(**overrides):
+    config = {
+        "model": "invproto.models.classifier.Classifier",
+        "iterator": "invproto.iterators.classifier.ClassifierIterator",
+        "datasets": {"train": "invproto.data.MNISTTrain", "validation": "invproto.data.MNISTValidation"},
+        "model_params": {"n_classes": 10},
+        "batch_size": 8,
+        "num_epochs": 1,
+    }
+    config.update(overrides)
+    return config
+
+
+@pytest.fixture(autouse=True)
+def no_sources(monkeypatch):
+    """Unit tests see no command line; tests that need sources set them."""
+    monkeypatch.setattr(validation, "_sources", ConfigSources())
+
+
+def message(config) -> str:
+    with pytest.raises(ConfigError) as error:
+        validate_run_config(config)
+    text = str(error.value)
+    assert "\n" not in text
+    return text
+
+
+def test_valid_config_gets_typed_defaults():
+    view = validate_run_config(valid_config())
+    assert view.data.validation_size == 5000 and view.data.root is None
+    assert view.model_params.in_size == 28 and view.model_params.code_dim == 64
+    assert view.optimizer.name == "adam"
+
+
+def test_unknown_top_level_key_names_nearest():
+    text = message(valid_config(batch_sise=8))
+    assert "'batch_sise'" in text and "did you mean 'batch_size'" in text
+
+
+def test_unknown_nested_key_names_nearest():
+    text = message(valid_config(model_params={"n_clases": 10}))
+    assert "'model_params.n_clases'" in text and "did you mean 'n_classes'" in text
+    text = message(valid_config(optimizer={"schedul": "cosine"}))
+    assert "'optimizer.schedul'" in text and "'schedule'" in text
+    text = message(valid_config(integrations={"wandb": {"actve": True}}))
+    assert "'integrations.wandb.actve'" in text and "'active'" in text
+
+
+def test_wrong_type_names_key_and_type():
+    text = message(valid_config(batch_size="eight"))
+    assert "'batch_size'" in text and "must be int" in text and "eight" in text
+    text = message(valid_config(model_params={"in_size": "big"}))
+    assert "'model_params.in_size'" in text and "int" in text
+
+
+def test_missing_key_names_the_file_it_belongs_in(tmp_path, monkeypatch):
+    base = tmp_path / "base.yaml"
+    base.write_text(yaml.safe_dump({"model": "x"}))
+    monkeypatch.setattr(validation, "_sources", ConfigSources.from_argv(["-b", str(base), "-t"]))
+    config = valid_config()
+    del config["batch_size"]
+    text = message(config)
+    assert "missing config key 'batch_size' (int)" in text and str(base) in text
+
+
+def test_origin_of_a_misspelt_key_is_its_file(tmp_path, monkeypatch):
+    base, overlay = tmp_path / "base.yaml", tmp_path / "overlay.yaml"
+    base.write_text(yaml.safe_dump({"data": {"validation_size": 10}}))
+    overlay.write_text(yaml.safe_dump({"data": {"validaton_size": 10}}))
+    monkeypatch.setattr(validation, "_sources", ConfigSources.from_argv(["-b", str(base), str(overlay)]))
+    text = message(valid_config(data={"validaton_size": 10}))
+    assert f"(in {overlay})" in text and "did you mean 'validation_size'" in text
+
+
+def test_unimportable_component_is_named():
+    text = message(valid_config(model="invproto.models.Clasifier"))
+    assert "'model'" in text and "invproto.models.Clasifier" in text
+
+
+def test_num_epochs_or_num_steps_required():
+    config = valid_config()
+    del config["num_epochs"]
+    assert "num_epochs" in message(config)
+
+
+def test_instantiate_builds_and_validates_params():
+    loss = instantiate({"target": "torch.nn.CrossEntropyLoss", "params": {"label_smoothing": 0.1}}, "loss")
+    assert isinstance(loss, torch.nn.CrossEntropyLoss) and loss.label_smoothing == 0.1
+    with pytest.raises(ConfigError, match=r"'loss.params.label_smothing'.*'label_smoothing'"):
+        instantiate({"target": "torch.nn.CrossEntropyLoss", "params": {"label_smothing": 0.1}}, "loss")
+
+
+def test_signature_schema_requires_parameters_without_default():
+    def scale(x: float, factor: int = 2):
+        return x * factor
+
+    schema = schema_for(scale)
+    with pytest.raises(ConfigError, match=r"missing config key 'cb.x' \(float\)"):
+        validation.check_section(schema, {"factor": 3}, "cb")
+    with pytest.raises(ConfigError, match=r"'cb.factor' must be int"):
+        validation.check_section(schema, {"x": 1.0, "factor": "three"}, "cb")
+
+
+@pytest.mark.parametrize("args, key, nearest", [
+    (["--batch_sise", "8"], "batch_sise", "batch_size"),
+    (["--model_params/n_clases", "10"], "model_params.n_clases", "n_classes"),
+])
+def test_cli_typo_fails_fast_without_debris(tmp_path, args, key, nearest):
+    runner = EdflowRunner(tmp_path)
+    start = time.perf_counter()
+    result = runner("-b", "configs/mnist_clf.yaml", "-t", *args, "-n", "typo")
+    elapsed = time.perf_counter() - start
+    assert result.returncode == 1
+    last_line = result.stderr.strip().splitlines()[-1]
+    assert f"'{key}'" in last_line and f"did you mean '{nearest}'" in last_line
+    assert "Traceback" not in result.stderr
+    assert elapsed < 10, f"took {elapsed:.1f} s"
+    assert not runner.runs("typo"), "the failed run left a log directory behind"
+
+
+def test_yaml_typo_names_the_yaml_file(tmp_path):
+    runner = EdflowRunner(tmp_path)
+    overlay = tmp_path / "typo.yaml"
+    overlay.write_text("optimizer:\n  lr: 0.001\n  shedule: cosine\n")
+    result = runner("-b", "configs/mnist_clf.yaml", str(overlay), "-t", "-n", "typo")
+    assert result.returncode == 1
+    last_line = result.stderr.strip().splitlines()[-1]
+    assert "'optimizer.shedule'" in last_line and str(overlay) in last_line and "'schedule'" in last_line
+    assert not runner.runs("typo")

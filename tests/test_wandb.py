@@ -1,0 +1,51 @@
+"""Stacking configs/project.yaml logs to wandb; offline runs hold the scalars and are finished."""
+
+import struct
+
+import pytest
+from wandb.proto import wandb_internal_pb2
+
+from edflow_runner import QUICK, SHARED_DATA, EdflowRunner
+
+BLOCK, HEADER = 32768, 7  # wandb's LevelDB-style log: 32 KiB blocks, 7-byte record headers
+FULL, FIRST, MIDDLE, LAST = 1, 2, 3, 4
+
+
+def read_records(path):
+    """Parse a ``run-*.wandb`` file (its Python reader left wandb with the Go core)."""
+    data = path.read_bytes()
+    assert data[:4] == b":W&B", f"{path} is not a wandb transaction log"
+    records, pending, offset = [], b"", HEADER
+    while offset + HEADER <= len(data):
+        room = BLOCK - offset % BLOCK
+        if room < HEADER:  # block trailer padding
+            offset += room
+            continue
+        _, length, kind = struct.unpack("<IHB", data[offset:offset + HEADER])
+        if kind == 0 and length == 0:
+            break
+        payload = data[offset + HEADER:offset + HEADER + length]
+        offset += HEADER + length
+        pending = payload if kind in (FULL, FIRST) else pending + payload
+        if kind in (FULL, LAST):
+            record = wandb_internal_pb2.Record()
+            record.ParseFromString(pending)
+            records.append(record)
+    return records
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "mnist").is_dir(), reason="needs ../shared/data")
+def test_offline_wandb_run_holds_scalars_and_evaluation_metrics(tmp_path):
+    runner = EdflowRunner(tmp_path)
+    result = runner("-b", "configs/mnist_clf.yaml", "configs/project.yaml", "-t", *QUICK,
+                    "--num_steps", "12", "-n", "wandb")
+    assert result.returncode == 0, result.stderr[-3000:]
+    run = runner.run_dir("wandb")
+    files = list((run / "wandb").glob("offline-run-*/run-*.wandb"))
+    assert len(files) == 1, f"expected one offline wandb run inside {run}"
+    records = read_records(files[0])
+    logged = {item.key or "/".join(item.nested_key)
+              for r in records if r.WhichOneof("record_type") == "history" for item in r.history.item}
+    assert {"train/log_op/loss", "train/log_op/accuracy", "validation/log_op/loss"} <= logged
+    assert "validation/eval_op/accuracy/accuracy" in logged
+    assert any(r.WhichOneof("record_type") == "exit" for r in records), "wandb.finish() was not called"
