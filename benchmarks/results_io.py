@@ -31,8 +31,8 @@ def describe_device() -> str:
 
 
 def invocation() -> str:
-    """The command line that ran the current benchmark script."""
-    return " ".join(shlex.quote(a) for a in [Path(sys.executable).name, *sys.argv])
+    """The command line that ran the current benchmark script (``python -m benchmarks.x ...``)."""
+    return " ".join(shlex.quote(a) for a in [".venv/bin/python", *sys.orig_argv[1:]])
 
 
 def write_result(name: str, value, unit: str, target, wall_s: float, command: str | None = None,

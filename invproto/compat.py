@@ -11,9 +11,13 @@ edflow (2020) and chainer use NumPy aliases that NumPy 2 removed:
 the ``numpy`` module and silences the ``pkg_resources`` deprecation warning
 that chainer triggers. Numpy is not imported at interpreter start-up.
 
-The same hook adds one fix to ``edflow.main`` once it is imported: ``edflow -p
-logs/<run> [-t]`` without ``-b`` reuses the run's saved config
-(:mod:`invproto.config.resume`); plain edflow fails on the empty config.
+The same hook patches two edflow modules right after they are imported:
+
+* ``edflow.main``: ``edflow -p logs/<run> [-t]`` without ``-b`` reuses the
+  run's saved config (:mod:`invproto.config.resume`); plain edflow fails on
+  the empty config;
+* ``edflow.iterators.batches``: ``make_batches`` batches in-memory array
+  datasets whole instead of example by example (:mod:`invproto.data.batches`).
 
 On that first ``import edflow`` it also restores ``st.cache`` (removed from
 streamlit) when streamlit is loaded, so ``edexplore`` -- edflow's explorer run
@@ -95,28 +99,47 @@ def patch_streamlit() -> None:
     streamlit.cache = cache
 
 
+def patch_edflow_batches(module) -> None:
+    """Batch in-memory array datasets whole (:mod:`invproto.data.batches`)."""
+
+    def make_batches(*args, **kwargs):
+        from invproto.data.batches import make_batches as invproto_make_batches
+
+        return invproto_make_batches(*args, **kwargs)
+
+    module.make_batches = make_batches
+
+
+_MODULE_PATCHES = {"edflow.main": patch_edflow_main, "edflow.iterators.batches": patch_edflow_batches}
+
+
 class _PatchOnImport(importlib.abc.MetaPathFinder):
-    """Meta-path finder that patches numpy before edflow/chainer are imported
-    and ``edflow.main`` right after it is executed.
+    """Meta-path finder that patches numpy before edflow/chainer are imported,
+    and the modules of ``_MODULE_PATCHES`` right after they are executed.
 
     It only wraps the spec the regular path finder returns; module contents
     come from the installed packages unchanged.
     """
 
+    def __init__(self):
+        self.pending = dict(_MODULE_PATCHES)
+
     def find_spec(self, fullname, path=None, target=None):
         if fullname in _WATCHED:
             patch_numpy()
             patch_streamlit()
-        if fullname != "edflow.main":
+        patch = self.pending.pop(fullname, None)
+        if patch is None:
             return None
-        sys.meta_path.remove(self)  # everything this hook does is done now
+        if not self.pending:
+            sys.meta_path.remove(self)  # everything this hook does is done now
         spec = importlib.machinery.PathFinder.find_spec(fullname, path)
         if spec is not None and spec.loader is not None:
             execute = spec.loader.exec_module
 
             def exec_module(module):
                 execute(module)
-                patch_edflow_main(module)
+                patch(module)
 
             spec.loader.exec_module = exec_module
         return spec
@@ -127,9 +150,10 @@ def install() -> None:
     if any(name in sys.modules for name in _WATCHED):
         patch_numpy()
         patch_streamlit()
-    if "edflow.main" in sys.modules:
-        patch_edflow_main(sys.modules["edflow.main"])
-    elif not any(isinstance(f, _PatchOnImport) for f in sys.meta_path):
+    imported = [name for name in _MODULE_PATCHES if name in sys.modules]
+    for name in imported:
+        _MODULE_PATCHES[name](sys.modules[name])
+    if len(imported) < len(_MODULE_PATCHES) and not any(isinstance(f, _PatchOnImport) for f in sys.meta_path):
         sys.meta_path.insert(0, _PatchOnImport())
 
 

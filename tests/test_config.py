@@ -1,7 +1,8 @@
 """Config validation: unknown, misspelt, mistyped and missing keys fail naming the key."""
 
-import subprocess
+import sys
 import time
+import types
 
 import pytest
 import torch
@@ -142,3 +143,19 @@ def test_yaml_typo_names_the_yaml_file(tmp_path):
     last_line = result.stderr.strip().splitlines()[-1]
     assert "'optimizer.shedule'" in last_line and str(overlay) in last_line and "'schedule'" in last_line
     assert not runner.runs("typo")
+
+
+def test_callback_kwargs_are_checked_against_the_callback():
+    def fid(root, data_in, data_out, config, n_images: int = 100):
+        return {}
+
+    module = types.ModuleType("callbacks_under_test")
+    module.fid = fid
+    sys.modules["callbacks_under_test"] = module  # importable by path, like a user's callback
+    pipeline = {"callbacks": {"fid": "callbacks_under_test.fid"}, "callback_kwargs": {"fid": {"n_imags": 5}}}
+    text = message(valid_config(eval_pipeline=pipeline))
+    assert "'eval_pipeline.callback_kwargs.fid.n_imags'" in text and "'n_images'" in text
+    text = message(valid_config(eval_pipeline={"callback_kwargs": {"acuracy": {}}}))
+    assert "'eval_pipeline.callback_kwargs.acuracy'" in text and "did you mean 'accuracy'" in text
+    pipeline["callback_kwargs"]["fid"] = {"n_images": 5}
+    validate_run_config(valid_config(eval_pipeline=pipeline))

@@ -35,19 +35,21 @@ def get_obj_from_str(path: str) -> Any:
         raise ImportError(f"module '{module}' has no attribute '{name}'") from None
 
 
-def schema_for(target: Any) -> type:
+def schema_for(target: Any, skip: int = 0) -> type:
     """The typed schema (a dataclass) of ``target``'s parameters.
 
     A target that declares ``Params`` (a dataclass) uses it; otherwise the
     schema is derived from its signature: annotated simple types are checked,
     everything else is accepted as ``Any``; parameters without a default are
-    required.
+    required. ``skip`` leaves out the first positional parameters (an
+    evaluation callback's ``root, data_in, data_out, config``).
     """
     declared = getattr(target, "Params", None)
     if declared is not None and dataclasses.is_dataclass(declared):
         return declared
     fields = []
-    for name, parameter in inspect.signature(target).parameters.items():
+    parameters = list(inspect.signature(target).parameters.items())[skip:]
+    for name, parameter in parameters:
         if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD) or name == "self":
             continue
         annotation = _simple_type(parameter.annotation)

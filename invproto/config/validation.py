@@ -168,6 +168,12 @@ def validate_run_config(config: Mapping) -> DictConfig:
     if checked["loss"] is not None:
         loss = _import(checked["loss"]["target"], "loss.target")
         checked["loss"]["params"] = validate_params(loss, checked["loss"]["params"], "loss.params")
+    callbacks = dict(getattr(iterator, "callbacks", {}).get("eval_op", {}))
     for name, path in checked["eval_pipeline"]["callbacks"].items():
-        _import(path, f"eval_pipeline.callbacks.{name}")
+        callbacks[name] = _import(path, f"eval_pipeline.callbacks.{name}")
+    for name, kwargs in checked["eval_pipeline"]["callback_kwargs"].items():
+        key = f"eval_pipeline.callback_kwargs.{name}"
+        if name not in callbacks:
+            raise _unknown(key, list(callbacks))
+        check_section(schema_for(callbacks[name], skip=4), kwargs, key)
     return _read_only(checked)

@@ -93,6 +93,19 @@ class ImageDataset(DatasetMixin):
         image = self.arrays.images[i].astype(np.float32) / 127.5 - 1.0
         return {"image": image, "class": int(self.arrays.labels[i])}
 
+    def get_batch(self, indices: np.ndarray) -> dict:
+        """The examples ``indices`` stacked: ``image`` (B, H, W, C) float32, ``class`` (B,) int64.
+
+        Used by :mod:`invproto.data.batches` instead of one ``get_example`` per example.
+        """
+        images = self.arrays.images[indices].astype(np.float32) / 127.5 - 1.0
+        return {"image": images, "class": self.arrays.labels[indices]}
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "get_example" in vars(cls) and "get_batch" not in vars(cls):
+            cls.get_batch = None  # examples differ from the arrays: batch them one by one
+
 
 @functools.lru_cache(maxsize=8)
 def _load_once(load, root: Path, download: bool) -> dict[str, LabelledImages]:
