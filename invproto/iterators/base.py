@@ -153,13 +153,26 @@ class Iterator(TemplateIterator):
             torch.cuda.synchronize(self.device)
 
     # --- checkpoints -------------------------------------------------------
-    def save(self, checkpoint_path: str) -> None:
-        atomic_torch_save({
+    def checkpoint_state(self) -> dict:
+        """Everything a checkpoint holds (tensors and plain containers only).
+
+        Subclasses with more state (a discriminator and its optimizer, say)
+        extend the dict and :meth:`load_checkpoint_state`.
+        """
+        return {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "schedule": self.schedule.state_dict(),
             "describe": self.model.describe(),
-        }, checkpoint_path)
+        }
+
+    def load_checkpoint_state(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.schedule.load_state_dict(state["schedule"])
+
+    def save(self, checkpoint_path: str) -> None:
+        atomic_torch_save(self.checkpoint_state(), checkpoint_path)
 
     def restore(self, checkpoint_path: str) -> None:
         try:
@@ -174,9 +187,7 @@ class Iterator(TemplateIterator):
                 f"invproto: checkpoint {checkpoint_path} holds {state.get('describe')}, but the config "
                 f"builds {expected}; evaluate it with the config it was trained with "
                 f"(edflow -p <run>/configs/<its config>.yaml) or pass a matching -c checkpoint")
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.schedule.load_state_dict(state["schedule"])
+        self.load_checkpoint_state(state)
 
     def _save_final_checkpoint(self) -> None:
         """edflow saves at multiples of ``ckpt_freq`` only (when it is set): keep the last state too."""
