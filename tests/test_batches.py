@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from edflow.iterators.batches import deep_lod2dol, make_batches
 
-from invproto.data import MNISTValidation, SpritesValidation
+from invproto.data import MNISTValidation, SpritesPairsValidation, SpritesValidation
 from invproto.data.batches import ArrayBatches
 
 
@@ -50,14 +50,21 @@ def test_shuffle_follows_numpy_seed(mnist):
     np.testing.assert_array_equal(unshuffled, np.arange(32))
 
 
-def test_datasets_with_own_examples_keep_edflow_batching(make_config):
-    config = make_config("invproto.data.SpritesTrain", "invproto.data.SpritesValidation",
+def test_examples_and_batches_agree_or_fall_back_to_edflow(make_config):
+    config = make_config("invproto.data.SpritesPairsTrain", "invproto.data.SpritesPairsValidation",
                          dataset_params={"n_train": 10, "n_validation": 10, "n_test": 10})
     sprites = SpritesValidation(config)
-    assert sprites.get_batch is None  # Sprites adds factor keys in get_example
-    batches = make_batches(sprites, batch_size=4, shuffle=False, n_processes=0)
+    indices = np.array([3, 1, 7])
+    expected = deep_lod2dol([sprites.get_example(int(i)) for i in indices])
+    batch = sprites.get_batch(indices)
+    assert set(batch) == set(expected)
+    for key in expected:
+        np.testing.assert_array_equal(batch[key], expected[key])
+    pairs = SpritesPairsValidation(config)  # pair examples are built in get_example
+    assert pairs.get_batch is None
+    batches = make_batches(pairs, batch_size=4, shuffle=False, n_processes=0)
     try:
         assert not isinstance(batches, ArrayBatches)
-        assert set(next(batches)) >= {"image", "class", "shape", "color", "index_"}
+        assert set(next(batches)) >= {"image1", "image2", "factor", "index_"}
     finally:
         batches.finalize()

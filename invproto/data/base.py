@@ -102,9 +102,12 @@ class ImageDataset(DatasetMixin):
         return {"image": images, "class": self.arrays.labels[indices]}
 
     def __init_subclass__(cls, **kwargs):
+        """A class whose ``get_example`` is newer than its ``get_batch`` batches example by example."""
         super().__init_subclass__(**kwargs)
-        if "get_example" in vars(cls) and "get_batch" not in vars(cls):
-            cls.get_batch = None  # examples differ from the arrays: batch them one by one
+        example_owner = next(k for k in cls.__mro__ if "get_example" in vars(k))
+        batch_owner = next(k for k in cls.__mro__ if "get_batch" in vars(k))
+        if not issubclass(batch_owner, example_owner):
+            cls.get_batch = None
 
 
 @functools.lru_cache(maxsize=8)

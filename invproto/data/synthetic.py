@@ -177,6 +177,9 @@ class Sprites(ImageDataset):
     def get_example(self, i: int) -> dict:
         return {**super().get_example(i), **self.factors.example(i)}
 
+    def get_batch(self, indices: np.ndarray) -> dict:
+        return {**super().get_batch(indices), **{k: v[indices] for k, v in self.factors.as_dict().items()}}
+
     def mask(self, i: int) -> np.ndarray:
         """bool ``(size, size)`` part mask of example ``i``'s sprite."""
         return sprite_masks(self.factors.subset([i]), self.params.size)[0]
