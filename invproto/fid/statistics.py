@@ -8,8 +8,7 @@ An *image source* is either
 
 Cache files are ``.npz`` archives with ``mu`` (D,), ``sigma`` (D, D), both
 float64, and ``key``: the JSON of the :class:`StatsKey` they were computed for,
-checked whenever a file is reused. They live in ``$INVPROTO_FID_CACHE``, else
-in ``<data root>/fid_stats`` (data root: ``$INVPROTO_DATA``, else ``./data``).
+checked whenever a file is reused. They live in :func:`fid_cache_dir`.
 """
 
 from __future__ import annotations
@@ -79,18 +78,15 @@ class StatsKey:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
 
 
-def fid_cache_dir(data_root: Path | None = None) -> Path:
-    """``$INVPROTO_FID_CACHE``, else ``<data_root>/fid_stats``.
+def fid_cache_dir() -> Path:
+    """``$INVPROTO_FID_CACHE``, else ``$XDG_CACHE_HOME/invproto/fid_stats`` (``~/.cache/...``).
 
-    ``data_root`` defaults to invproto's dataset root (``$INVPROTO_DATA``, else ``./data``).
+    A cache, not data: never inside the dataset root, which may be shared and read-only.
     """
     if os.environ.get("INVPROTO_FID_CACHE"):
         return Path(os.environ["INVPROTO_FID_CACHE"]).expanduser()
-    if data_root is None:
-        from invproto.data.root import data_root as default_data_root
-
-        data_root = default_data_root()
-    return Path(data_root) / "fid_stats"
+    cache_home = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache_home / "invproto" / "fid_stats"
 
 
 def save_statistics(path: Path, key: StatsKey, mu: np.ndarray, sigma: np.ndarray) -> None:

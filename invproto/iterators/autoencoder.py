@@ -1,0 +1,138 @@
+"""Autoencoder training: L1 + KL (+ PatchGAN), evaluated by KL, L1 and two FIDs.
+
+Each training step encodes the batch, decodes a posterior sample, updates the
+discriminator on the detached reconstructions (from ``loss.params.disc_start``
+on, with its own optimizer), then returns the autoencoder's loss for the base
+class's optimizer step. The loss is ``config["loss"]`` (default
+:class:`~invproto.losses.autoencoder.AutoencoderLoss` with its defaults).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from invproto.callbacks.fid import fid_reconstruction, fid_samples, reconstruction
+from invproto.config import instantiate
+from invproto.config.schema import OptimizerParams
+from invproto.iterators.base import Batch, Iterator
+from invproto.iterators.optimization import build_optimizer
+
+DEFAULT_LOSS = {"target": "invproto.losses.autoencoder.AutoencoderLoss"}
+
+
+def standard_normal(shape: tuple[int, ...], *seed: int) -> torch.Tensor:
+    """float32 N(0, I) noise of ``shape`` drawn from a NumPy generator seeded with ``seed``; device independent."""
+    return torch.from_numpy(np.random.default_rng(list(seed)).standard_normal(shape, dtype=np.float32))
+
+
+def to_hwc(images: torch.Tensor) -> np.ndarray:
+    """``(N, C, H, W)`` float tensor -> ``(N, H, W, C)`` float32 array (edflow's image logs)."""
+    return images.permute(0, 2, 3, 1).float().cpu().numpy()
+
+
+def to_uint8_hwc(images: torch.Tensor) -> np.ndarray:
+    """``(N, C, H, W)`` in [-1, 1] -> ``(N, H, W, C)`` uint8, ``round((x + 1) * 127.5)``: 8-bit images."""
+    return to_hwc(((images.float() + 1) * 127.5).round().clamp(0, 255)).astype(np.uint8)
+
+
+class AutoencoderIterator(Iterator):
+    """Trains :class:`~invproto.models.autoencoder.Autoencoder`; see the module docstring."""
+
+    @dataclass
+    class Params:
+        d_lr_factor: float = 1.0  # discriminator learning rate = this x the autoencoder's (scheduled) rate
+        n_log_images: int = 16  # images per logged grid (batch, fixed examples, N(0, I) samples)
+
+    # eval_op stores (per validation example): kl, l1, reconstruction and sample (uint8 HWC)
+    callbacks = {"eval_op": {"reconstruction": reconstruction, "fid_reconstruction": fid_reconstruction,
+                             "fid_samples": fid_samples}}
+
+    def __init__(self, config, root, model, *args, **kwargs):
+        super().__init__(config, root, model, *args, **kwargs)
+        self.params = self.Params(**self.settings.iterator_params)
+        loss_spec = self.settings.loss if self.settings.loss is not None else DEFAULT_LOSS
+        self.loss = instantiate(loss_spec, "loss", in_channels=self.model.params.in_channels).to(self.device)
+        self.d_optimizer = None
+        if self.loss.discriminator is not None:
+            optimizer_params = OptimizerParams(**self.settings.optimizer)
+            self.d_optimizer = build_optimizer(self.loss.discriminator.parameters(), optimizer_params)
+        self._fixed_inputs: torch.Tensor | None = None
+
+    # --- training ----------------------------------------------------------
+    def train_step(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
+        images = batch["image"]
+        posterior = self.model.encode(images)
+        reconstructions = self.model.decode(posterior.sample())
+        step = self.get_global_step()
+        scalars = self._discriminator_step(images, reconstructions) if self.loss.gan_active(step) else {}
+        loss, ae_scalars = self.loss.autoencoder_loss(images, reconstructions, posterior,
+                                                      self.model.last_layer_weight, step)
+        return loss, {**scalars, **ae_scalars}
+
+    def _discriminator_step(self, images: torch.Tensor, reconstructions: torch.Tensor) -> dict[str, float]:
+        """One optimizer step of the discriminator on real images and detached reconstructions."""
+        for group in self.d_optimizer.param_groups:
+            group["lr"] = self.schedule.get_last_lr()[0] * self.params.d_lr_factor
+        d_loss, scalars = self.loss.discriminator_loss(images, reconstructions.detach())
+        self.d_optimizer.zero_grad(set_to_none=True)
+        d_loss.backward()
+        self.d_optimizer.step()
+        return scalars
+
+    # --- logging -----------------------------------------------------------
+    def fixed_inputs(self) -> torch.Tensor:
+        """The first ``n_log_images`` validation images, NCHW on the device: the same in every log."""
+        if self._fixed_inputs is None:
+            n = min(self.params.n_log_images, len(self.validation_dataset))
+            images = np.stack([self.validation_dataset[i]["image"] for i in range(n)])
+            self._fixed_inputs = torch.from_numpy(images).permute(0, 3, 1, 2).to(self.device)
+        return self._fixed_inputs
+
+    def log_step(self, batch: Batch) -> dict:
+        images = batch["image"][: self.params.n_log_images]
+        posterior = self.model.encode(images)
+        reconstructions = self.model.decode(posterior.mode())
+        fixed = self.fixed_inputs()
+        noise = standard_normal((len(fixed), self.model.params.z_dim), self.settings.seed).to(self.device)
+        return {
+            "scalars": {"l1": float((images - reconstructions).abs().mean()), "kl": float(posterior.kl().mean())},
+            "images": {"inputs": to_hwc(images), "reconstructions": to_hwc(reconstructions),
+                       "fixed_inputs": to_hwc(fixed), "fixed_reconstructions": to_hwc(self.model(fixed)),
+                       "samples": to_hwc(self.model.decode(noise))},
+        }
+
+    # --- evaluation ----------------------------------------------------------
+    def eval_step(self, batch: Batch) -> dict[str, np.ndarray]:
+        """Per example: ``kl`` (nats), ``l1`` (mean |x - x̂| per pixel, x in [-1, 1]), and uint8 HWC images
+        ``reconstruction`` (decoded posterior mean) and ``sample`` (decoded N(0, I) noise seeded by
+        ``(seed, example index)``, so FID of samples is reproducible)."""
+        images = batch["image"]
+        posterior = self.model.encode(images)
+        reconstructions = self.model.decode(posterior.mode())
+        z_dim = self.model.params.z_dim
+        noise = torch.stack([standard_normal((z_dim,), self.settings.seed, int(i)) for i in batch["index_"]])
+        return {"kl": posterior.kl().float().cpu().numpy(),
+                "l1": (images - reconstructions).abs().flatten(1).mean(1).float().cpu().numpy(),
+                "reconstruction": to_uint8_hwc(reconstructions),
+                "sample": to_uint8_hwc(self.model.decode(noise.to(self.device)))}
+
+    # --- checkpoints -------------------------------------------------------
+    def checkpoint_state(self) -> dict:
+        state = super().checkpoint_state()
+        if self.d_optimizer is not None:
+            state["discriminator"] = self.loss.state_dict()
+            state["discriminator_optimizer"] = self.d_optimizer.state_dict()
+        return state
+
+    def load_checkpoint_state(self, state: dict) -> None:
+        super().load_checkpoint_state(state)
+        if self.d_optimizer is None:
+            return
+        if "discriminator" not in state:
+            raise SystemExit("invproto: the checkpoint has no discriminator, but the config trains one; "
+                             "set loss.params.discriminator: false or pass a checkpoint trained with it")
+        self.loss.load_state_dict(state["discriminator"])
+        self.d_optimizer.load_state_dict(state["discriminator_optimizer"])

@@ -1,0 +1,109 @@
+"""Loss of the variational autoencoder: L1 reconstruction + KL + optional PatchGAN term.
+
+Per batch of N images (all terms are means over the batch of per-example sums)::
+
+    nll  = sum_pixels |x - x̂|                       (nats of a unit-scale Laplace, up to a constant)
+    kl   = KL(q(z|x) || N(0, I))                      (nats)
+    g    = -mean D(x̂)                                 (from step disc_start on)
+    loss = nll + kl_weight * kl + w_gan * g
+
+``w_gan`` is ``discriminator_weight``, or with ``calibrate`` the reference's
+adaptive weight ``‖∇nll‖ / (‖∇g‖ + 1e-4)`` at the decoder's last weight,
+clamped to [0, 1e4] (then ``discriminator_weight`` is not used).
+
+The discriminator is trained by :meth:`AutoencoderLoss.discriminator_loss` on
+*detached* reconstructions, before the decoder's adversarial term is computed
+with a fresh discriminator forward pass: no graph is shared between the two
+updates, so neither backward pass sees tensors the other modified in place.
+The reference's LPIPS perceptual term is not implemented (its weights cannot be
+obtained offline).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+
+from invproto.config.validation import ConfigError
+from invproto.losses.discriminator import DISCRIMINATOR_LOSSES, PatchDiscriminator, generator_loss
+from invproto.models.autoencoder import DiagonalGaussian
+
+CALIBRATION_EPS = 1e-4
+CALIBRATION_MAX = 1e4
+
+
+def calibrated_weight(nll: torch.Tensor, g_loss: torch.Tensor, last_layer: torch.Tensor) -> torch.Tensor:
+    """Adaptive GAN weight ``‖∇nll‖ / (‖∇g‖ + 1e-4)`` at ``last_layer``, clamped to [0, 1e4].
+
+    Both losses must depend on ``last_layer`` through a graph that stays
+    usable afterwards (the gradients are taken with ``retain_graph=True``).
+    Returns a detached scalar.
+    """
+    nll_grad, = torch.autograd.grad(nll, last_layer, retain_graph=True)
+    g_grad, = torch.autograd.grad(g_loss, last_layer, retain_graph=True)
+    weight = nll_grad.norm() / (g_grad.norm() + CALIBRATION_EPS)
+    return weight.clamp(0.0, CALIBRATION_MAX).detach()
+
+
+class AutoencoderLoss(nn.Module):
+    """Owns the discriminator (when ``discriminator`` is on); built by ``instantiate(config["loss"], "loss")``."""
+
+    @dataclass
+    class Params:
+        kl_weight: float = 1.0  # weight of the KL term (reference: 1)
+        discriminator: bool = True  # train a PatchGAN discriminator and add the adversarial term
+        disc_start: int = 0  # first global step with discriminator updates and the adversarial term
+        disc_loss: str = "softplus"  # discriminator loss: softplus (reference) | hinge
+        discriminator_weight: float = 1.0  # fixed weight of the adversarial term (when calibrate is false)
+        calibrate: bool = True  # adaptive weight ‖∇nll‖/(‖∇g‖+1e-4) at the decoder's last layer instead
+        disc_channels: int = 64  # channels of the discriminator's first convolution (ndf)
+        disc_layers: int = 3  # strided convolutions of the discriminator (n_layers)
+        spectral_norm: bool = False  # spectral normalisation of every discriminator convolution
+
+    def __init__(self, in_channels: int, **params):
+        super().__init__()
+        self.params = self.Params(**params)
+        p = self.params
+        if p.disc_loss not in DISCRIMINATOR_LOSSES:
+            raise ConfigError(f"config key 'loss.params.disc_loss' must be one of {sorted(DISCRIMINATOR_LOSSES)}, "
+                              f"got '{p.disc_loss}'")
+        self.discriminator = (PatchDiscriminator(in_channels, p.disc_channels, p.disc_layers, p.spectral_norm)
+                              if p.discriminator else None)
+
+    def gan_active(self, step: int) -> bool:
+        """Whether the discriminator is trained and used at global step ``step``."""
+        return self.discriminator is not None and step >= self.params.disc_start
+
+    def discriminator_loss(self, inputs: torch.Tensor, reconstructions: torch.Tensor
+                           ) -> tuple[torch.Tensor, dict[str, float]]:
+        """Loss of the discriminator on real ``inputs`` and (detached) ``reconstructions``, NCHW."""
+        real = self.discriminator(inputs)
+        fake = self.discriminator(reconstructions.detach())
+        loss = DISCRIMINATOR_LOSSES[self.params.disc_loss](real, fake)
+        return loss, {"d_loss": loss.item(), "logits_real": real.mean().item(),
+                      "logits_fake": fake.mean().item()}
+
+    def autoencoder_loss(self, inputs: torch.Tensor, reconstructions: torch.Tensor, posterior: DiagonalGaussian,
+                         last_layer: torch.Tensor, step: int) -> tuple[torch.Tensor, dict[str, float]]:
+        """The encoder/decoder loss (module docstring); ``last_layer`` is the decoder's last weight."""
+        nll = (inputs - reconstructions).abs().flatten(1).sum(1).mean()
+        kl = posterior.kl().mean()
+        loss = nll + self.params.kl_weight * kl
+        scalars = {"nll": nll.item(), "kl": kl.item()}
+        if self.gan_active(step):
+            g_loss = self._generator_loss(reconstructions)
+            weight = (calibrated_weight(nll, g_loss, last_layer) if self.params.calibrate
+                      else torch.tensor(self.params.discriminator_weight))
+            loss = loss + weight * g_loss
+            scalars.update(g_loss=g_loss.item(), gan_weight=weight.item())
+        return loss, scalars
+
+    def _generator_loss(self, reconstructions: torch.Tensor) -> torch.Tensor:
+        """``-mean D(x̂)`` with the discriminator's parameters frozen (gradients reach x̂ only)."""
+        self.discriminator.requires_grad_(False)
+        try:
+            return generator_loss(self.discriminator(reconstructions))
+        finally:
+            self.discriminator.requires_grad_(True)
