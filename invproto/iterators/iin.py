@@ -1,0 +1,139 @@
+"""Training and evaluating invertible interpretation networks.
+
+* :class:`IINIterator` -- an :class:`~invproto.models.iin.IIN` on single
+  images (``image``): NLL of the first-stage codes under the flow, reported
+  in nats/dim and bits/dim; logs decoded N(0, I) samples when the first stage
+  can decode.
+* :class:`FactorIINIterator` -- a :class:`~invproto.models.iin.FactorIIN`
+  (dIIN) on factor pairs (``image1``, ``image2``, ``factor``) with the
+  :class:`~invproto.losses.iin.FactorLoss`; logs decoded factor-swap grids
+  when the first stage can decode.
+* :class:`DimensionEvaluator` -- evaluation only (``edflow -p ... -c <ckpt>``,
+  no ``-t``): encodes both images of every validation pair with the model
+  (a classifier, or an autoencoder's posterior mean) and estimates how many
+  dimensions each factor needs (:func:`~invproto.callbacks.factor_dims.dim_callback`).
+
+The loss is ``config["loss"]`` (``{target, params}``), by default
+:class:`~invproto.losses.iin.IINLoss` resp. ``FactorLoss`` with ``rho`` 0.975.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from invproto.callbacks.base import evaluation_callback
+from invproto.callbacks.factor_dims import dim_callback
+from invproto.config import instantiate
+from invproto.iterators.base import Batch, Iterator
+from invproto.losses.iin import HALF_LOG_TWO_PI
+from invproto.models.iin import first_stage_codes
+
+
+def to_hwc(images: torch.Tensor) -> np.ndarray:
+    """``(N, C, H, W)`` tensor in [-1, 1] -> ``(N, H, W, C)`` float32 array, as edflow logs images."""
+    return images.permute(0, 2, 3, 1).float().cpu().numpy()
+
+
+@evaluation_callback
+def likelihood(root, data_in, data_out, config):
+    """Mean ``nats_per_dim`` and ``bits_per_dim`` over the evaluation split (per-example ``nats_per_dim`` in)."""
+    nats = float(np.mean(data_out.labels["nats_per_dim"]))
+    return {"nats_per_dim": nats, "bits_per_dim": nats / math.log(2)}
+
+
+class IINIterator(Iterator):
+    """Trains the flow of an :class:`~invproto.models.iin.IIN` (the first stage stays frozen)."""
+
+    @dataclass
+    class Params:
+        n_log_images: int = 16  # images per logged grid (inputs; decoded N(0, I) samples)
+        sample_seed: int = 0  # seed of the logged N(0, I) samples: the same ones at every log
+
+    callbacks = {"eval_op": {"likelihood": likelihood}}
+    default_loss = {"target": "invproto.losses.iin.IINLoss"}
+
+    def __init__(self, config, root, model, *args, **kwargs):
+        super().__init__(config, root, model, *args, **kwargs)
+        self.params = self.Params(**self.settings.iterator_params)
+        self.loss = instantiate(self.settings.loss if self.settings.loss is not None else self.default_loss, "loss")
+
+    def trainable_parameters(self):
+        return self.model.flow.parameters()
+
+    def train_step(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
+        return self.loss(*self.model(batch["image"]))
+
+    def log_step(self, batch: Batch) -> dict:
+        _, scalars = self.loss(*self.model(batch["image"]))
+        images = {"inputs": to_hwc(batch["image"][:self.params.n_log_images])}
+        if self.model.can_decode:
+            generator = torch.Generator().manual_seed(self.params.sample_seed)
+            noise = torch.randn(self.params.n_log_images, self.model.code_dim, generator=generator)
+            images["samples"] = to_hwc(self.model.decode(noise.to(self.device)))
+        return {"scalars": scalars, "images": images}
+
+    def eval_step(self, batch: Batch) -> dict[str, np.ndarray]:
+        z, log_det = self.model(batch["image"])
+        nats = self.loss.per_example(z, log_det) / z.shape[1] + HALF_LOG_TWO_PI
+        return {"nats_per_dim": nats.float().cpu().numpy()}
+
+
+class FactorIINIterator(IINIterator):
+    """Trains a :class:`~invproto.models.iin.FactorIIN` on factor pairs with the ``FactorLoss``."""
+
+    @dataclass
+    class Params:
+        n_swap_images: int = 6  # n: each logged swap grid is n x n (target i with factor k of source j)
+
+    default_loss = {"target": "invproto.losses.iin.FactorLoss"}
+
+    def _pair_outputs(self, batch: Batch) -> tuple[torch.Tensor, ...]:
+        """The loss's inputs ``(z1, z2, log_det1, log_det2, shared)`` for a batch of pairs."""
+        z1, log_det1 = self.model(batch["image1"])
+        z2, log_det2 = self.model(batch["image2"])
+        return z1, z2, log_det1, log_det2, self.model.factor_mask(batch["factor"])
+
+    def train_step(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
+        return self.loss(*self._pair_outputs(batch))
+
+    def log_step(self, batch: Batch) -> dict:
+        _, scalars = self.loss(*self._pair_outputs(batch))
+        n = self.params.n_swap_images
+        targets, sources = batch["image1"][:n], batch["image2"][:n]
+        images = {"targets": to_hwc(targets), "sources": to_hwc(sources)}
+        if self.model.can_decode:
+            for k in range(self.model.n_factors):
+                images[f"swap_factor_{k}"] = to_hwc(self.model.swap_grid(targets, sources, k))
+        return {"scalars": scalars, "images": images}
+
+    def eval_step(self, batch: Batch) -> dict[str, np.ndarray]:
+        per_example = self.loss.per_example(*self._pair_outputs(batch))
+        dims = 2 * self.model.code_dim
+        return {"nats_per_dim": (per_example / dims + HALF_LOG_TWO_PI).float().cpu().numpy()}
+
+
+class DimensionEvaluator(Iterator):
+    """Evaluation only: first-stage codes ``za``, ``zb`` of each validation pair for ``dim_callback``.
+
+    Overlay for a classifier or autoencoder config, run with ``-c <checkpoint>``
+    and without ``-t`` (see ``configs/cmnist_dimeval.yaml``). Only the model
+    weights of the checkpoint are read.
+    """
+
+    callbacks = {"eval_op": {"dim_callback": dim_callback}}
+
+    def train_step(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
+        raise SystemExit("invproto: DimensionEvaluator only evaluates; run it without -t and pass the "
+                         "checkpoint to evaluate with -c")
+
+    def eval_step(self, batch: Batch) -> dict[str, np.ndarray]:
+        return {"za": first_stage_codes(self.model, batch["image1"]).float().cpu().numpy(),
+                "zb": first_stage_codes(self.model, batch["image2"]).float().cpu().numpy(),
+                "factor": batch["factor"].cpu().numpy()}
+
+    def load_checkpoint_state(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])

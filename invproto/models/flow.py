@@ -1,0 +1,178 @@
+"""An invertible flow on vectors, after IIN's ``VectorTransformer``.
+
+``n_flow`` blocks, each::
+
+    ActNorm  ->  DoubleAffineCoupling  ->  fixed random permutation
+
+* :class:`InvertibleActNorm` -- per-dimension ``y = (x + loc) * exp(log_scale)``
+  with data-dependent initialisation (the shared :class:`ActNorm`) plus its inverse.
+* :class:`AffineCoupling` -- one half of the vector, ``b``, is transformed
+  conditioned on the other, ``a``: ``b' = b * exp(s(a)) + t(a)`` with
+  ``s = tanh(mlp_s(a))`` (bounded log-scale) and ``t = mlp_t(a)``;
+  ``log|det| = sum(s)``. :class:`DoubleAffineCoupling` applies two of them
+  with the roles of the halves exchanged, so every dimension is transformed.
+* :class:`Permutation` -- a fixed permutation drawn from ``seed`` and stored
+  as a buffer (it is saved with the checkpoint).
+
+Initialisation choice: the last linear layer of every scale and shift MLP
+is zero, so each coupling starts as the identity (``s = t = 0``) and the
+untrained flow is ActNorm and permutations only -- training starts from a
+well-conditioned, exactly volume-tracked map (the reference drew these
+layers at random).
+
+All maps take ``(N, D)`` and return ``(N, D)``; log-determinants are per
+example, ``(N,)``, in nats.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+
+from invproto.models.layers import ActNorm
+
+
+@dataclass
+class FlowParams:
+    """Shape of a :class:`VectorFlow`."""
+
+    in_dim: int = 64  # D, size of the vectors (the first stage's code)
+    n_flow: int = 12  # blocks of ActNorm -> double coupling -> permutation
+    hidden_depth: int = 2  # hidden layers of each scale / shift MLP
+    hidden_dim: int = 512  # width of those hidden layers
+    seed: int = 0  # seed of the fixed permutations
+
+
+def mlp(in_dim: int, out_dim: int, hidden_dim: int, hidden_depth: int) -> nn.Sequential:
+    """``in_dim -> hidden_dim (x hidden_depth, LeakyReLU) -> out_dim``; the last layer starts at zero."""
+    layers: list[nn.Module] = []
+    width = in_dim
+    for _ in range(hidden_depth):
+        layers += [nn.Linear(width, hidden_dim), nn.LeakyReLU(0.2)]
+        width = hidden_dim
+    last = nn.Linear(width, out_dim)
+    nn.init.zeros_(last.weight)
+    nn.init.zeros_(last.bias)
+    return nn.Sequential(*layers, last)
+
+
+class InvertibleActNorm(ActNorm):
+    """:class:`ActNorm` on ``(N, D)`` vectors with its inverse."""
+
+    def inverse(self, y: torch.Tensor) -> torch.Tensor:
+        return y * torch.exp(-self.log_scale) - self.loc
+
+
+class AffineCoupling(nn.Module):
+    """Transforms one half of ``(N, D)`` conditioned on the other half.
+
+    The halves are ``x[:, :D//2]`` and ``x[:, D//2:]``; ``condition_on_first``
+    says which one conditions (and stays unchanged).
+    """
+
+    def __init__(self, dim: int, hidden_dim: int, hidden_depth: int, condition_on_first: bool):
+        super().__init__()
+        self.split = dim // 2
+        self.condition_on_first = condition_on_first
+        n_condition = self.split if condition_on_first else dim - self.split
+        n_change = dim - n_condition
+        self.scale = mlp(n_condition, n_change, hidden_dim, hidden_depth)
+        self.shift = mlp(n_condition, n_change, hidden_dim, hidden_depth)
+
+    def _halves(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(condition, change)`` parts of ``x``."""
+        first, second = x[:, :self.split], x[:, self.split:]
+        return (first, second) if self.condition_on_first else (second, first)
+
+    def _join(self, condition: torch.Tensor, change: torch.Tensor) -> torch.Tensor:
+        return torch.cat((condition, change) if self.condition_on_first else (change, condition), dim=1)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        condition, change = self._halves(x)
+        log_scale = torch.tanh(self.scale(condition))
+        changed = change * torch.exp(log_scale) + self.shift(condition)
+        return self._join(condition, changed), log_scale.sum(dim=1)
+
+    def inverse(self, y: torch.Tensor) -> torch.Tensor:
+        condition, changed = self._halves(y)
+        log_scale = torch.tanh(self.scale(condition))
+        return self._join(condition, (changed - self.shift(condition)) * torch.exp(-log_scale))
+
+
+class InvertibleSequence(nn.Module):
+    """Steps applied in order; each maps ``x -> (y, log_det (N,))`` and has an ``inverse``.
+
+    The log-determinants of the steps add up; the inverse runs the steps backwards.
+    """
+
+    def __init__(self, steps: list[nn.Module]):
+        super().__init__()
+        self.steps = nn.ModuleList(steps)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        log_det = x.new_zeros(x.shape[0])
+        for step in self.steps:
+            x, step_log_det = step(x)
+            log_det = log_det + step_log_det
+        return x, log_det
+
+    def inverse(self, y: torch.Tensor) -> torch.Tensor:
+        for step in reversed(self.steps):
+            y = step.inverse(y)
+        return y
+
+
+class DoubleAffineCoupling(InvertibleSequence):
+    """Two :class:`AffineCoupling` layers: the second half given the first, then the first given the second."""
+
+    def __init__(self, dim: int, hidden_dim: int, hidden_depth: int):
+        super().__init__([AffineCoupling(dim, hidden_dim, hidden_depth, condition_on_first=first)
+                          for first in (True, False)])
+
+
+class Permutation(nn.Module):
+    """A fixed random permutation of the ``D`` dimensions (volume preserving)."""
+
+    def __init__(self, dim: int, seed: int):
+        super().__init__()
+        order = torch.randperm(dim, generator=torch.Generator().manual_seed(seed))
+        self.register_buffer("order", order)
+        self.register_buffer("inverse_order", torch.argsort(order))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x[:, self.order]
+
+    def inverse(self, y: torch.Tensor) -> torch.Tensor:
+        return y[:, self.inverse_order]
+
+
+class FlowBlock(nn.Module):
+    """ActNorm -> double affine coupling -> permutation."""
+
+    def __init__(self, dim: int, hidden_dim: int, hidden_depth: int, seed: int):
+        super().__init__()
+        self.norm = InvertibleActNorm(dim)
+        self.coupling = DoubleAffineCoupling(dim, hidden_dim, hidden_depth)
+        self.permutation = Permutation(dim, seed)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        normed = self.norm(x)
+        coupled, coupling_log_det = self.coupling(normed)
+        return self.permutation(coupled), self.norm.log_det(x) + coupling_log_det
+
+    def inverse(self, y: torch.Tensor) -> torch.Tensor:
+        return self.norm.inverse(self.coupling.inverse(self.permutation.inverse(y)))
+
+
+class VectorFlow(InvertibleSequence):
+    """``n_flow`` :class:`FlowBlock` s on ``(N, in_dim)`` vectors; block ``i`` permutes with seed ``seed + i``.
+
+    ``forward``: ``(N, D)`` -> ``(z (N, D), log|det dz/dx| (N,))``; ``inverse`` is its exact inverse.
+    """
+
+    def __init__(self, params: FlowParams):
+        super().__init__([FlowBlock(params.in_dim, params.hidden_dim, params.hidden_depth, params.seed + i)
+                          for i in range(params.n_flow)])
+        self.params = params

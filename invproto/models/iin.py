@@ -1,0 +1,198 @@
+"""Invertible interpretation networks: a flow on the codes of a frozen first stage.
+
+:class:`IIN` maps an image to its first-stage code ``c`` (a classifier's
+64-d code, or an autoencoder posterior's mean) and that code through a
+:class:`~invproto.models.flow.VectorFlow` to ``z`` with ``z ~ N(0, I)`` as the
+training target. :class:`FactorIIN` (dIIN) splits ``z`` into semantic
+factors, the last one being the residual.
+
+The first stage is configured in ``model_params.first_stage`` and loaded,
+frozen (``requires_grad_(False)``, always in eval mode), from an invproto
+checkpoint at construction::
+
+    first_stage:
+      model: invproto.models.classifier.Classifier   # its import path
+      model_params: {in_channels: 3, in_size: 32}    # its Params, as it was trained
+      checkpoint: logs/<run>/train/checkpoints/model-<step>.ckpt
+
+Its weights are also part of this model's state dict, so an IIN checkpoint
+is self-contained; :meth:`IIN.describe` therefore leaves the first stage's
+checkpoint *path* out (a moved first-stage file does not invalidate it).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import torch
+import torch.nn as nn
+from omegaconf import MISSING
+
+from invproto.config.instantiate import get_obj_from_str
+from invproto.config.run import abort_cleanly
+from invproto.models.base import Model
+from invproto.models.flow import FlowParams, VectorFlow
+
+
+@dataclass
+class FirstStageParams:
+    """The frozen model whose codes an IIN interprets."""
+
+    model: str = MISSING  # import path of an invproto Model with encode(images) (e.g. the classifier)
+    model_params: Dict[str, Any] = field(default_factory=dict)  # its Params, as in its training config
+    checkpoint: str = MISSING  # invproto checkpoint of that model (<run>/train/checkpoints/model-<step>.ckpt)
+
+
+def first_stage_codes(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """``(N, C, S, S)`` images -> ``(N, D)`` codes of ``model.encode``.
+
+    An encoder returning a distribution instead of a tensor (anything with
+    ``mode()``, e.g. the autoencoder's posterior) is reduced to its mode, the
+    posterior mean. (Tensors have a ``mode()`` too -- the statistical mode
+    along a dimension -- so they are returned as they are.)
+    """
+    encoded = model.encode(images)
+    return encoded if isinstance(encoded, torch.Tensor) else encoded.mode()
+
+
+def load_first_stage(params: FirstStageParams) -> Model:
+    """Build ``params.model`` and load its weights from ``params.checkpoint``; frozen, eval mode.
+
+    Stops with a one-line ``SystemExit`` when the file is missing or unreadable,
+    or holds another model than the one described.
+    """
+    model = get_obj_from_str(params.model).from_params(**params.model_params)
+    path = Path(params.checkpoint)
+    with abort_cleanly():
+        if not path.is_file():
+            raise SystemExit(f"invproto: first-stage checkpoint {path} does not exist; set "
+                             f"model_params.first_stage.checkpoint to a checkpoint of {params.model}")
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as error:
+            raise SystemExit(f"invproto: cannot load first-stage checkpoint {path} ({type(error).__name__}); "
+                             f"set model_params.first_stage.checkpoint to a checkpoint of {params.model}") from None
+        if state.get("describe") != model.describe():
+            raise SystemExit(
+                f"invproto: first-stage checkpoint {path} holds {state.get('describe')}, but "
+                f"model_params.first_stage describes {model.describe()}; copy `model` and `model_params` "
+                f"of the run that wrote the checkpoint into model_params.first_stage")
+    model.load_state_dict(state["model"])
+    return model.requires_grad_(False).eval()
+
+
+class IIN(Model):
+    """Frozen first stage -> :class:`VectorFlow` on its codes."""
+
+    @dataclass
+    class Params:
+        first_stage: FirstStageParams = field(default_factory=FirstStageParams)
+        n_flow: int = 12  # flow blocks (ActNorm -> double affine coupling -> permutation)
+        hidden_depth: int = 2  # hidden layers of the coupling MLPs
+        hidden_dim: int = 512  # width of the coupling MLPs
+        seed: int = 0  # seed of the flow's fixed permutations
+
+    def __init__(self, config):
+        super().__init__(config)
+        p = self.params
+        self.first_stage = load_first_stage(FirstStageParams(**p.first_stage))
+        self.code_dim = self._code_dim()
+        self.flow = VectorFlow(FlowParams(in_dim=self.code_dim, n_flow=p.n_flow, hidden_depth=p.hidden_depth,
+                                          hidden_dim=p.hidden_dim, seed=p.seed))
+
+    def _code_dim(self) -> int:
+        """D, the first stage's code size, from one blank image of its input shape."""
+        shape = self.first_stage.params
+        with torch.no_grad():
+            return first_stage_codes(self.first_stage, torch.zeros(1, shape.in_channels, shape.in_size,
+                                                                   shape.in_size)).shape[1]
+
+    def describe(self) -> dict:
+        """As :meth:`Model.describe`, without the first stage's checkpoint path (its weights are saved here)."""
+        description = copy.deepcopy(super().describe())
+        description["model_params"]["first_stage"].pop("checkpoint")
+        return description
+
+    def train(self, mode: bool = True) -> "IIN":
+        """Only the flow ever trains; the first stage stays in eval mode."""
+        super().train(mode)
+        self.first_stage.eval()
+        return self
+
+    @property
+    def can_decode(self) -> bool:
+        return hasattr(self.first_stage, "decode")
+
+    @torch.no_grad()
+    def codes(self, images: torch.Tensor) -> torch.Tensor:
+        """``(N, C, S, S)`` images in [-1, 1] -> ``(N, D)`` first-stage codes (no gradient)."""
+        return first_stage_codes(self.first_stage, images)
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(N, C, S, S)`` images -> ``(z (N, D), log|det dz/dc| (N,))``."""
+        return self.flow(self.codes(images))
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """``(N, D)`` flow outputs -> ``(N, C, S, S)`` images through the inverse flow and the first stage's decoder."""
+        return self.first_stage.decode(self.flow.inverse(z))
+
+
+class FactorIIN(IIN):
+    """dIIN: an :class:`IIN` whose output is split into factors, the last one the residual.
+
+    The sizes are ``factor_config`` when given (they must add up to the code
+    size), else ``torch.chunk``-like: ``n_factors`` parts of ``ceil(D / n)``,
+    the last one smaller (64 -> 22/22/20).
+    """
+
+    @dataclass
+    class Params(IIN.Params):
+        n_factors: int = 3  # named factors + 1 residual; ignored when factor_config is set
+        factor_config: Optional[List[int]] = None  # explicit factor sizes, the last = residual (e.g. [22, 11, 31])
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.factor_sizes = self._factor_sizes()
+
+    def _factor_sizes(self) -> list[int]:
+        p, dim = self.params, self.code_dim
+        if p.factor_config is not None:
+            sizes = list(p.factor_config)
+            if sum(sizes) != dim or min(sizes) < 1:
+                with abort_cleanly():
+                    raise SystemExit(f"invproto: model_params.factor_config {sizes} must be positive sizes "
+                                     f"adding up to the code size {dim}")
+            return sizes
+        chunk = -(-dim // p.n_factors)
+        sizes = [min(chunk, dim - start) for start in range(0, dim, chunk)]
+        return sizes
+
+    @property
+    def n_factors(self) -> int:
+        return len(self.factor_sizes)
+
+    def factor_mask(self, factor: torch.Tensor) -> torch.Tensor:
+        """``(N,)`` factor indices -> float ``(N, D)`` mask, 1 on the dimensions of each example's factor."""
+        owner = torch.repeat_interleave(torch.arange(self.n_factors, device=factor.device),
+                                        torch.tensor(self.factor_sizes, device=factor.device))
+        return (owner[None, :] == factor[:, None]).float()
+
+    def swap_factor(self, z_target: torch.Tensor, z_source: torch.Tensor, factor: int) -> torch.Tensor:
+        """``z_target`` with factor ``factor`` taken from ``z_source`` (both ``(N, D)``)."""
+        mask = self.factor_mask(torch.full((z_target.shape[0],), factor, device=z_target.device))
+        return z_target * (1 - mask) + z_source * mask
+
+    def swap_grid(self, images_target: torch.Tensor, images_source: torch.Tensor, factor: int) -> torch.Tensor:
+        """Decoded factor swaps: ``(n, C, S, S)`` targets and sources -> ``(n * n, C, S, S)``.
+
+        Image ``i * n + j`` is target ``i`` with factor ``factor`` of source ``j``.
+        Needs a first stage that can decode.
+        """
+        z_target, _ = self(images_target)
+        z_source, _ = self(images_source)
+        n = z_target.shape[0]
+        swapped = self.swap_factor(z_target.repeat_interleave(n, dim=0), z_source.repeat(n, 1), factor)
+        return self.decode(swapped)
