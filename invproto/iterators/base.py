@@ -22,6 +22,7 @@ and lists its evaluation callbacks in ``callbacks``.
 from __future__ import annotations
 
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Mapping
@@ -218,10 +219,9 @@ class Iterator(TemplateIterator):
                 self._save_final_checkpoint()
         finally:
             self.artifacts.write_model_info(self.model_info())
-            import sys
-
-            if "wandb" in sys.modules and sys.modules["wandb"].run is not None:
-                sys.modules["wandb"].finish()
+            wandb = sys.modules.get("wandb")  # imported by edflow only when the integration is active
+            if wandb is not None and wandb.run is not None:
+                wandb.finish()
 
 
 class _ModelInfoHook(Hook):
