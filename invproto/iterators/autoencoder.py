@@ -17,7 +17,7 @@ import torch
 from invproto.callbacks.fid import fid_reconstruction, fid_samples, reconstruction
 from invproto.config import instantiate
 from invproto.config.schema import OptimizerParams
-from invproto.iterators.base import Batch, Iterator
+from invproto.iterators.base import Batch, Iterator, to_hwc
 from invproto.iterators.optimization import build_optimizer
 
 DEFAULT_LOSS = {"target": "invproto.losses.autoencoder.AutoencoderLoss"}
@@ -26,11 +26,6 @@ DEFAULT_LOSS = {"target": "invproto.losses.autoencoder.AutoencoderLoss"}
 def standard_normal(shape: tuple[int, ...], *seed: int) -> torch.Tensor:
     """float32 N(0, I) noise of ``shape`` drawn from a NumPy generator seeded with ``seed``; device independent."""
     return torch.from_numpy(np.random.default_rng(list(seed)).standard_normal(shape, dtype=np.float32))
-
-
-def to_hwc(images: torch.Tensor) -> np.ndarray:
-    """``(N, C, H, W)`` float tensor -> ``(N, H, W, C)`` float32 array (edflow's image logs)."""
-    return images.permute(0, 2, 3, 1).float().cpu().numpy()
 
 
 def to_uint8_hwc(images: torch.Tensor) -> np.ndarray:

@@ -38,8 +38,14 @@ from invproto.config.run import prepare_run
 from invproto.config.schema import OptimizerParams
 from invproto.io import atomic_torch_save
 from invproto.iterators.optimization import build_optimizer, build_schedule
+from invproto.models.base import load_checkpoint
 
 Batch = dict[str, torch.Tensor]
+
+
+def to_hwc(images: torch.Tensor) -> np.ndarray:
+    """``(N, C, H, W)`` tensor -> ``(N, H, W, C)`` float32 array, as edflow logs images (inverse of ``to_tensors``)."""
+    return images.permute(0, 2, 3, 1).float().cpu().numpy()
 
 
 def default_device() -> torch.device:
@@ -176,18 +182,9 @@ class Iterator(TemplateIterator):
         atomic_torch_save(self.checkpoint_state(), checkpoint_path)
 
     def restore(self, checkpoint_path: str) -> None:
-        try:
-            state = torch.load(checkpoint_path, map_location=self.device, weights_only=True)
-        except Exception as error:
-            reason = (str(error).strip().splitlines() or [""])[0]
-            raise SystemExit(f"invproto: cannot load checkpoint {checkpoint_path} ({type(error).__name__}: "
-                             f"{reason}); pass another one with -c") from None
-        expected = self.model.describe()
-        if state.get("describe") != expected:
-            raise SystemExit(
-                f"invproto: checkpoint {checkpoint_path} holds {state.get('describe')}, but the config "
-                f"builds {expected}; evaluate it with the config it was trained with "
-                f"(edflow -p <run>/configs/<its config>.yaml) or pass a matching -c checkpoint")
+        state = load_checkpoint(checkpoint_path, self.model, "checkpoint",
+                                "evaluate it with the config it was trained with (edflow -p <run>) "
+                                "or pass a matching checkpoint with -c", map_location=self.device)
         self.load_checkpoint_state(state)
 
     def _save_final_checkpoint(self) -> None:

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from invproto.callbacks.accuracy import accuracy
-from invproto.iterators.base import Batch, Iterator
+from invproto.iterators.base import Batch, Iterator, to_hwc
 
 
 class ClassifierIterator(Iterator):
@@ -25,7 +25,7 @@ class ClassifierIterator(Iterator):
         return {
             "scalars": {"loss": float(F.cross_entropy(logits, batch["class"])),
                         "accuracy": float((logits.argmax(1) == batch["class"]).float().mean())},
-            "images": {"inputs": batch["image"][:16].permute(0, 2, 3, 1).cpu().numpy()},
+            "images": {"inputs": to_hwc(batch["image"][:16])},
         }
 
     def eval_step(self, batch: Batch) -> dict[str, np.ndarray]:

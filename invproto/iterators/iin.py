@@ -28,14 +28,9 @@ import torch
 from invproto.callbacks.base import evaluation_callback
 from invproto.callbacks.factor_dims import dim_callback
 from invproto.config import instantiate
-from invproto.iterators.base import Batch, Iterator
+from invproto.iterators.base import Batch, Iterator, to_hwc
 from invproto.losses.iin import HALF_LOG_TWO_PI
 from invproto.models.iin import first_stage_codes
-
-
-def to_hwc(images: torch.Tensor) -> np.ndarray:
-    """``(N, C, H, W)`` tensor in [-1, 1] -> ``(N, H, W, C)`` float32 array, as edflow logs images."""
-    return images.permute(0, 2, 3, 1).float().cpu().numpy()
 
 
 @evaluation_callback

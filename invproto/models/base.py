@@ -10,8 +10,10 @@ first stage) use :meth:`Model.from_params`.
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import ClassVar, Mapping
 
+import torch
 import torch.nn as nn
 
 from invproto.config.run import component_params
@@ -32,3 +34,25 @@ class Model(nn.Module):
         """Import path and parameters: what a checkpoint must match to be loaded."""
         return {"model": f"{type(self).__module__}.{type(self).__qualname__}",
                 "model_params": dataclasses.asdict(self.params)}
+
+
+def load_checkpoint(path: str | Path, model: Model, what: str, fix: str,
+                    map_location: str | torch.device = "cpu") -> dict:
+    """The state dict of an invproto checkpoint written for ``model`` (safe loading only).
+
+    Stops with one line -- ``invproto: <what> <path> ...; <fix>`` -- when the
+    file is missing or unreadable, or holds another model than ``model``
+    (its ``describe()`` differs).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise SystemExit(f"invproto: {what} {path} does not exist; {fix}")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as error:
+        reason = (str(error).strip().splitlines() or [""])[0]
+        raise SystemExit(f"invproto: cannot load {what} {path} ({type(error).__name__}: {reason}); {fix}") from None
+    if state.get("describe") != model.describe():
+        raise SystemExit(f"invproto: {what} {path} holds {state.get('describe')}, but the config "
+                         f"describes {model.describe()}; {fix}")
+    return state

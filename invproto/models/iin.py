@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 import torch
@@ -33,7 +32,7 @@ from omegaconf import MISSING
 
 from invproto.config.instantiate import get_obj_from_str
 from invproto.config.run import abort_cleanly
-from invproto.models.base import Model
+from invproto.models.base import Model, load_checkpoint
 from invproto.models.flow import FlowParams, VectorFlow
 
 
@@ -65,21 +64,10 @@ def load_first_stage(params: FirstStageParams) -> Model:
     or holds another model than the one described.
     """
     model = get_obj_from_str(params.model).from_params(**params.model_params)
-    path = Path(params.checkpoint)
     with abort_cleanly():
-        if not path.is_file():
-            raise SystemExit(f"invproto: first-stage checkpoint {path} does not exist; set "
-                             f"model_params.first_stage.checkpoint to a checkpoint of {params.model}")
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as error:
-            raise SystemExit(f"invproto: cannot load first-stage checkpoint {path} ({type(error).__name__}); "
-                             f"set model_params.first_stage.checkpoint to a checkpoint of {params.model}") from None
-        if state.get("describe") != model.describe():
-            raise SystemExit(
-                f"invproto: first-stage checkpoint {path} holds {state.get('describe')}, but "
-                f"model_params.first_stage describes {model.describe()}; copy `model` and `model_params` "
-                f"of the run that wrote the checkpoint into model_params.first_stage")
+        state = load_checkpoint(params.checkpoint, model, "first-stage checkpoint",
+                                f"set model_params.first_stage (checkpoint, model, model_params) "
+                                f"to a checkpoint of {params.model} and the run's own model_params")
     model.load_state_dict(state["model"])
     return model.requires_grad_(False).eval()
 
