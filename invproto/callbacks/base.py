@@ -31,8 +31,9 @@ def evaluation_callback(compute: MetricsFn) -> Callable:
         step = int(Path(root).name)
         evaluation = bool(config.get("test_mode", False))
         context = {"dataset": config["datasets"]["validation"]}
-        RunArtifacts(current_run_root()).add_scores(step, metrics, evaluation=evaluation, context=context)
-        RunArtifacts(current_run_root()).append_metrics(
+        artifacts = RunArtifacts(current_run_root())
+        artifacts.add_scores(step, metrics, evaluation=evaluation, context=context)
+        artifacts.append_metrics(
             {"step": step, "phase": "evaluation" if evaluation else "epoch_end", **metrics})
         shown = " ".join(f"{k}={v:.4f}" for k, v in metrics.items())
         print(f"invproto: {compute.__name__} at step {step} on {context['dataset']}: {shown}", flush=True)
