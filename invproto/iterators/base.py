@@ -75,7 +75,7 @@ class Iterator(TemplateIterator):
         self.device = default_device()
         self.model = model.to(self.device)
         optimizer_params = OptimizerParams(**self.settings.optimizer)
-        self.optimizer = build_optimizer(self.trainable_parameters(), optimizer_params)
+        self.optimizer = build_optimizer(self.parameter_groups(), optimizer_params)
         self.schedule = build_schedule(self.optimizer, int(config.get("num_steps") or 1), optimizer_params)
         self.grad_clip_norm = optimizer_params.grad_clip_norm
         self.artifacts = RunArtifacts(run.root)
@@ -94,6 +94,15 @@ class Iterator(TemplateIterator):
 
     def trainable_parameters(self):
         return self.model.parameters()
+
+    def parameter_groups(self) -> list[dict]:
+        """Optimizer parameter groups (``torch.optim`` style); all trainable parameters share ``optimizer``.
+
+        Override to give some parameters their own ``lr`` or ``weight_decay``;
+        the LR schedule scales every group alike. Every parameter of
+        :meth:`trainable_parameters` must be in exactly one group.
+        """
+        return [{"params": list(self.trainable_parameters())}]
 
     # --- edflow step -------------------------------------------------------
     def step_op(self, model, **batch):

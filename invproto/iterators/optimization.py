@@ -11,7 +11,8 @@ from invproto.config.schema import OptimizerParams
 from invproto.config.validation import ConfigError
 
 
-def build_optimizer(parameters: Iterable[torch.nn.Parameter], p: OptimizerParams) -> torch.optim.Optimizer:
+def build_optimizer(parameters: Iterable[torch.nn.Parameter] | Iterable[dict],
+                    p: OptimizerParams) -> torch.optim.Optimizer:
     if p.name == "adam":
         return torch.optim.Adam(parameters, lr=p.lr, betas=tuple(p.betas), weight_decay=p.weight_decay)
     if p.name == "adamw":
