@@ -180,7 +180,79 @@ def test_checkpoint_round_trips_the_discriminator_and_its_optimizer(make_iterato
         assert torch.equal(state["exp_avg"], loaded["state"][index]["exp_avg"])
 
     without_d = make_iterator(ae_config(discriminator=False))
-    assert "discriminator" not in without_d.checkpoint_state()
+    assert "discriminator_optimizer" not in without_d.checkpoint_state()
+
+
+def test_learned_logvar_is_trained_and_round_trips_through_checkpoints(make_iterator, tmp_path):
+    fixed = make_iterator(ae_config(discriminator=False))
+    train(fixed, step=0)
+    assert fixed.loss.logvar.item() == 0.0  # off by default: the plain L1 sum
+
+    iterator = make_iterator(ae_config(discriminator=False, learn_logvar=True))
+    scalars = train(iterator, step=0)
+    assert iterator.loss.logvar.item() != 0.0 and scalars["logvar"] == 0.0  # logged before the step
+    path = tmp_path / "model.ckpt"
+    iterator.save(str(path))
+    restored = make_iterator(ae_config(discriminator=False, learn_logvar=True))
+    restored.restore(str(path))
+    assert restored.loss.logvar.item() == iterator.loss.logvar.item()
+
+
+# --- the perceptual term ----------------------------------------------------------------------
+
+
+@pytest.fixture
+def feature_network(tmp_path) -> dict:
+    """A small invproto classifier saved as a checkpoint: the perceptual term's feature network."""
+    from invproto.io import atomic_torch_save
+    from invproto.models.classifier import Classifier
+
+    params = {"in_channels": 3, "in_size": 32, "n_classes": 5, "n_down": 3, "base_channels": 4, "code_dim": 8}
+    torch.manual_seed(3)
+    model = Classifier.from_params(**params)
+    path = tmp_path / "classifier.ckpt"
+    atomic_torch_save({"model": model.state_dict(), "describe": model.describe()}, str(path))
+    return {"model": "invproto.models.classifier.Classifier", "model_params": params, "checkpoint": str(path)}
+
+
+def test_perceptual_distance_is_zero_on_equal_images_and_frozen(feature_network):
+    from invproto.losses.perceptual import EncoderPerceptualDistance
+    from invproto.models.iin import FirstStageParams
+
+    distance = EncoderPerceptualDistance(FirstStageParams(**feature_network)).train()
+    x, y = batch(4)["image"], (batch(4)["image"] * 0.5).requires_grad_(True)
+    assert torch.allclose(distance(x, x), torch.zeros(4), atol=1e-6)
+    d = distance(x, y)
+    assert d.shape == (4,) and bool((d > 0).all())
+    assert torch.allclose(d, distance(y, x))
+    d.sum().backward()
+    assert y.grad is not None and y.grad.abs().sum() > 0
+    assert all(p.grad is None and not p.requires_grad for p in distance.parameters())
+    assert not distance.stages.training  # stays in eval mode
+
+
+def test_perceptual_term_is_added_per_pixel_as_in_the_reference(feature_network):
+    from invproto.losses.autoencoder import AutoencoderLoss
+
+    loss = AutoencoderLoss(3, discriminator=False, perceptual_weight=0.5, perceptual=feature_network)
+    plain = AutoencoderLoss(3, discriminator=False)
+    x, x_hat = batch(2)["image"], batch(2)["image"].flip(0)
+    posterior = DiagonalGaussian(torch.zeros(2, 16))
+    last = torch.zeros(1, requires_grad=True)
+    total, scalars = loss.autoencoder_loss(x, x_hat, posterior, last, step=0)
+    l1, _ = plain.autoencoder_loss(x, x_hat, posterior, last, step=0)
+    pixels = 3 * 32 * 32
+    expected = l1 + 0.5 * pixels * loss.perceptual(x, x_hat).mean()
+    assert torch.allclose(total, expected, rtol=1e-5)
+    assert scalars["perceptual"] > 0
+
+
+def test_perceptual_weight_without_a_network_is_a_config_error():
+    from invproto.config.validation import ConfigError
+    from invproto.losses.autoencoder import AutoencoderLoss
+
+    with pytest.raises(ConfigError, match="loss.params.perceptual"):
+        AutoencoderLoss(3, perceptual_weight=1.0)
 
 
 def test_eval_step_stores_uint8_images_and_reproducible_samples(make_iterator):

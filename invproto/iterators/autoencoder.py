@@ -45,8 +45,7 @@ class AutoencoderIterator(Iterator):
     callbacks = {"eval_op": {"reconstruction": reconstruction, "fid_reconstruction": fid_reconstruction,
                              "fid_samples": fid_samples}}
 
-    def __init__(self, config, root, model, *args, **kwargs):
-        super().__init__(config, root, model, *args, **kwargs)
+    def build_components(self) -> None:
         self.params = self.Params(**self.settings.iterator_params)
         loss_spec = self.settings.loss if self.settings.loss is not None else DEFAULT_LOSS
         self.loss = instantiate(loss_spec, "loss", in_channels=self.model.params.in_channels).to(self.device)
@@ -57,6 +56,10 @@ class AutoencoderIterator(Iterator):
         self._fixed_inputs: torch.Tensor | None = None
 
     # --- training ----------------------------------------------------------
+    def parameter_groups(self) -> list[dict]:
+        """The autoencoder's parameters and the loss's learned log-variance (when on) share the optimizer."""
+        return [{"params": [*self.model.parameters(), *self.loss.autoencoder_parameters()]}]
+
     def train_step(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
         images = batch["image"]
         posterior = self.model.encode(images)
@@ -116,18 +119,17 @@ class AutoencoderIterator(Iterator):
 
     # --- checkpoints -------------------------------------------------------
     def checkpoint_state(self) -> dict:
-        state = super().checkpoint_state()
+        """The base state plus the loss's (discriminator, learned log-variance) and the discriminator's optimizer."""
+        state = {**super().checkpoint_state(), "loss": self.loss.state_dict()}
         if self.d_optimizer is not None:
-            state["discriminator"] = self.loss.state_dict()
             state["discriminator_optimizer"] = self.d_optimizer.state_dict()
         return state
 
     def load_checkpoint_state(self, state: dict) -> None:
         super().load_checkpoint_state(state)
-        if self.d_optimizer is None:
-            return
-        if "discriminator" not in state:
+        if self.d_optimizer is not None and "discriminator_optimizer" not in state:
             raise SystemExit("invproto: the checkpoint has no discriminator, but the config trains one; "
                              "set loss.params.discriminator: false or pass a checkpoint trained with it")
-        self.loss.load_state_dict(state["discriminator"])
-        self.d_optimizer.load_state_dict(state["discriminator_optimizer"])
+        self.loss.load_state_dict(state["loss"])
+        if self.d_optimizer is not None:
+            self.d_optimizer.load_state_dict(state["discriminator_optimizer"])

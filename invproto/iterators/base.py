@@ -74,6 +74,7 @@ class Iterator(TemplateIterator):
         super().__init__(config, root, model, *args, **kwargs)
         self.device = default_device()
         self.model = model.to(self.device)
+        self.build_components()
         optimizer_params = OptimizerParams(**self.settings.optimizer)
         self.optimizer = build_optimizer(self.parameter_groups(), optimizer_params)
         self.schedule = build_schedule(self.optimizer, int(config.get("num_steps") or 1), optimizer_params)
@@ -91,6 +92,13 @@ class Iterator(TemplateIterator):
 
     def eval_step(self, batch: Batch) -> dict[str, np.ndarray]:
         raise NotImplementedError
+
+    def build_components(self) -> None:
+        """Build what the iterator needs besides the model (its loss, its parameters), before the optimizer.
+
+        Called once the settings are validated, the seed is set and the model is
+        on ``self.device``; :meth:`parameter_groups` may use what it builds.
+        """
 
     def trainable_parameters(self):
         return self.model.parameters()

@@ -51,8 +51,7 @@ class IINIterator(Iterator):
     callbacks = {"eval_op": {"likelihood": likelihood}}
     default_loss = {"target": "invproto.losses.iin.IINLoss"}
 
-    def __init__(self, config, root, model, *args, **kwargs):
-        super().__init__(config, root, model, *args, **kwargs)
+    def build_components(self) -> None:
         self.params = self.Params(**self.settings.iterator_params)
         self.loss = instantiate(self.settings.loss if self.settings.loss is not None else self.default_loss, "loss")
 

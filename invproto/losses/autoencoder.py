@@ -1,11 +1,19 @@
-"""Loss of the variational autoencoder: L1 reconstruction + KL + optional PatchGAN term.
+"""Loss of the variational autoencoder: L1 (+ perceptual) reconstruction + KL + optional PatchGAN term.
 
 Per batch of N images (all terms are means over the batch of per-example sums)::
 
-    nll  = sum_pixels |x - x̂|                       (nats of a unit-scale Laplace, up to a constant)
+    rec  = |x - x̂| + perceptual_weight * d_p(x, x̂)    (per pixel; d_p per image, see below)
+    nll  = sum_pixels rec / exp(logvar) + logvar        (logvar = 0 unless learn_logvar)
     kl   = KL(q(z|x) || N(0, I))                      (nats)
     g    = -mean D(x̂)                                 (from step disc_start on)
     loss = nll + kl_weight * kl + w_gan * g
+
+As in the IIN reference, the per-image perceptual distance ``d_p`` is added to
+every pixel's reconstruction error (effective weight C*H*W), and ``logvar`` is
+one learned scalar (a Laplace scale shared by all pixels) when
+``learn_logvar`` is on. ``d_p`` is measured by a frozen invproto encoder
+configured in ``perceptual`` (:mod:`invproto.losses.perceptual`; LPIPS's VGG
+weights are not available offline).
 
 ``w_gan`` is ``discriminator_weight``, or with ``calibrate`` the reference's
 adaptive weight ``‖∇nll‖ / (‖∇g‖ + 1e-4)`` at the decoder's last weight,
@@ -15,20 +23,21 @@ The discriminator is trained by :meth:`AutoencoderLoss.discriminator_loss` on
 *detached* reconstructions, before the decoder's adversarial term is computed
 with a fresh discriminator forward pass: no graph is shared between the two
 updates, so neither backward pass sees tensors the other modified in place.
-The reference's LPIPS perceptual term is not implemented (its weights cannot be
-obtained offline).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Dict, Optional
 
 import torch
 import torch.nn as nn
 
 from invproto.config.validation import ConfigError
 from invproto.losses.discriminator import DISCRIMINATOR_LOSSES, PatchDiscriminator, generator_loss
+from invproto.losses.perceptual import EncoderPerceptualDistance
 from invproto.models.autoencoder import DiagonalGaussian
+from invproto.models.iin import FirstStageParams
 
 CALIBRATION_EPS = 1e-4
 CALIBRATION_MAX = 1e4
@@ -61,6 +70,9 @@ class AutoencoderLoss(nn.Module):
         disc_channels: int = 64  # channels of the discriminator's first convolution (ndf)
         disc_layers: int = 3  # strided convolutions of the discriminator (n_layers)
         spectral_norm: bool = False  # spectral normalisation of every discriminator convolution
+        perceptual_weight: float = 0.0  # weight of the perceptual distance (reference: 1.0 with LPIPS)
+        perceptual: Optional[Dict[str, Any]] = None  # its frozen feature network: {model, model_params, checkpoint}
+        learn_logvar: bool = False  # learn one log-variance scaling the reconstruction term (reference: on)
 
     def __init__(self, in_channels: int, **params):
         super().__init__()
@@ -71,6 +83,16 @@ class AutoencoderLoss(nn.Module):
                               f"got '{p.disc_loss}'")
         self.discriminator = (PatchDiscriminator(in_channels, p.disc_channels, p.disc_layers, p.spectral_norm)
                               if p.discriminator else None)
+        if p.perceptual_weight > 0 and p.perceptual is None:
+            raise ConfigError("config key 'loss.params.perceptual' is missing: perceptual_weight > 0 needs a "
+                              "feature network {model, model_params, checkpoint} (e.g. a trained classifier)")
+        self.perceptual = (EncoderPerceptualDistance(FirstStageParams(**p.perceptual))
+                           if p.perceptual_weight > 0 else None)
+        self.logvar = nn.Parameter(torch.zeros(()), requires_grad=p.learn_logvar)
+
+    def autoencoder_parameters(self) -> list[nn.Parameter]:
+        """Parameters of this loss that the autoencoder's optimizer trains (the learned log-variance)."""
+        return [self.logvar] if self.params.learn_logvar else []
 
     def gan_active(self, step: int) -> bool:
         """Whether the discriminator is trained and used at global step ``step``."""
@@ -88,10 +110,16 @@ class AutoencoderLoss(nn.Module):
     def autoencoder_loss(self, inputs: torch.Tensor, reconstructions: torch.Tensor, posterior: DiagonalGaussian,
                          last_layer: torch.Tensor, step: int) -> tuple[torch.Tensor, dict[str, float]]:
         """The encoder/decoder loss (module docstring); ``last_layer`` is the decoder's last weight."""
-        nll = (inputs - reconstructions).abs().flatten(1).sum(1).mean()
+        rec = (inputs - reconstructions).abs()
+        scalars = {}
+        if self.perceptual is not None:
+            perceptual = self.perceptual(inputs, reconstructions)
+            rec = rec + self.params.perceptual_weight * perceptual[:, None, None, None]
+            scalars["perceptual"] = perceptual.mean().item()
+        nll = (rec / self.logvar.exp() + self.logvar).flatten(1).sum(1).mean()
         kl = posterior.kl().mean()
         loss = nll + self.params.kl_weight * kl
-        scalars = {"nll": nll.item(), "kl": kl.item()}
+        scalars.update(nll=nll.item(), kl=kl.item(), logvar=self.logvar.item())
         if self.gan_active(step):
             g_loss = self._generator_loss(reconstructions)
             weight = (calibrated_weight(nll, g_loss, last_layer) if self.params.calibrate
