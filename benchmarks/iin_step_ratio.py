@@ -23,7 +23,7 @@ import torch
 import yaml
 
 from benchmarks.results_io import write_result
-from benchmarks.runs import REPO, edflow
+from benchmarks.runs import REPO, edflow, iin_on_cpu_autoencoder
 from invproto.config.schema import OptimizerParams
 from invproto.data import MNISTTrain
 from invproto.iterators.base import default_device
@@ -40,13 +40,8 @@ def first_stage(checkpoint: str) -> dict:
 
 
 def edflow_overrides(checkpoint: str) -> list[str]:
-    """The IIN config on the 28 px CPU autoencoder: its parameters, MNIST at 28 px, a small validation split."""
-    overrides = ["--model_params/first_stage/checkpoint", checkpoint,
-                 "--datasets/train", "invproto.data.MNISTTrain", "--datasets/validation", "invproto.data.MNISTValidation",
-                 "--data/validation_size", "128", "--log_freq", "100000"]
-    for key, value in FIRST_STAGE["model_params"].items():
-        overrides += [f"--model_params/first_stage/model_params/{key}", str(value)]
-    return overrides
+    """The IIN config on the 28 px CPU autoencoder with a small validation split and no logging."""
+    return [*iin_on_cpu_autoencoder(checkpoint), "--data/validation_size", "128", "--log_freq", "100000"]
 
 
 def plain_seconds_per_step(checkpoint: str, steps: int, warmup: int = 10) -> float:

@@ -39,3 +39,18 @@ def train_config(run: Path) -> Path:
 
 def scores(run: Path) -> dict:
     return yaml.safe_load((run / "results" / "scores.yaml").read_text())
+
+
+def iin_on_cpu_autoencoder(checkpoint: str | Path) -> list[str]:
+    """Overrides running ``configs/mnist_iin.yaml`` on an autoencoder of ``configs/mnist_ae_cpu.yaml``.
+
+    That autoencoder works on 28 px MNIST (the IIN config's own first stage is
+    the 32 px GPU recipe), so its parameters and the 28 px datasets replace
+    the config's.
+    """
+    first_stage = yaml.safe_load((REPO / "configs" / "mnist_ae_cpu.yaml").read_text())["model_params"]
+    overrides = ["--model_params/first_stage/checkpoint", str(checkpoint),
+                 "--datasets/train", "invproto.data.MNISTTrain", "--datasets/validation", "invproto.data.MNISTValidation"]
+    for key, value in first_stage.items():
+        overrides += [f"--model_params/first_stage/model_params/{key}", str(value)]
+    return overrides

@@ -147,6 +147,49 @@ def test_swap_grid_decodes_through_an_autoencoder_first_stage(tmp_path):
     torch.testing.assert_close(grid[2 * 3 + 1], expected[0], atol=1e-5, rtol=0)
 
 
+def test_iin_eval_step_decodes_seeded_samples_for_fid_only_with_a_decoder(tmp_path, monkeypatch):
+    from edflow.custom_logging import run
+
+    from invproto.callbacks.fid import fid_samples
+    from invproto.iterators.iin import IINIterator
+    from invproto.models.autoencoder import Autoencoder
+
+    params = {"in_channels": 3, "in_size": 16, "n_down": 3, "base_channels": 4, "z_dim": 8}
+    ae_path = save_checkpoint(Autoencoder.from_params(**params), tmp_path / "ae.ckpt")
+    clf_path = save_checkpoint(Classifier.from_params(**SMALL_CLASSIFIER), tmp_path / "clf.ckpt")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    run.init(log_dir=str(tmp_path / "logs"), code_root=None, postfix="iin_unit")
+
+    def iterator(spec: dict) -> IINIterator:
+        config = {"model": "invproto.models.iin.IIN", "iterator": "invproto.iterators.iin.IINIterator",
+                  "datasets": {"train": "invproto.data.SpritesTrain", "validation": "invproto.data.SpritesValidation"},
+                  "batch_size": 4, "num_steps": 1, "seed": 0,
+                  "model_params": {"first_stage": spec, "n_flow": 2, "hidden_dim": 8}}
+        return IINIterator(config, run.root, IIN(config), num_epochs=1, hook_freq=1,
+                           datasets={"train": [], "validation": []})
+
+    images = torch.rand(3, 3, 16, 16) * 2 - 1
+    ae_spec = {"model": "invproto.models.autoencoder.Autoencoder", "model_params": params, "checkpoint": str(ae_path)}
+    decoding = iterator(ae_spec)
+    with torch.inference_mode():
+        first = decoding.eval_step({"image": images, "index_": torch.tensor([0, 1, 2])})
+        again = decoding.eval_step({"image": images[[2, 0]], "index_": torch.tensor([2, 0])})
+    assert first["sample"].shape == (3, 16, 16, 3) and first["sample"].dtype == np.uint8
+    np.testing.assert_array_equal(again["sample"], first["sample"][[2, 0]])  # seeded by example index
+    assert first["nats_per_dim"].shape == (3,)
+
+    without_decoder = iterator(first_stage(clf_path))
+    with torch.inference_mode():
+        outputs = without_decoder.eval_step({"image": images, "index_": torch.tensor([0, 1, 2])})
+    assert "sample" not in outputs
+    root = tmp_path / "eval" / "7"
+    root.mkdir(parents=True)
+    data_out = type("Outputs", (), {"labels": outputs})()
+    config = {"datasets": {"validation": "invproto.data.SpritesValidation"}}
+    assert fid_samples(str(root), None, data_out, config) == {"scalars": {}}
+
+
 # --- configs -------------------------------------------------------------------------------
 
 OWN_CONFIGS = ["cmnist_clf", "sprites_clf", "sprites_diin", "mnist_iin", "fashionmnist_iin", "cifar_iin",

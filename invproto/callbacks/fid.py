@@ -76,7 +76,10 @@ def fid_reconstruction(root, data_in, data_out, config, n_images: int = DEFAULT_
 
 @evaluation_callback
 def fid_samples(root, data_in, data_out, config, n_images: int = DEFAULT_N_IMAGES):
-    """FID of decoded N(0, I) samples, one per example of the evaluated split."""
+    """FID of decoded N(0, I) samples, one per example of the evaluated split (none for models that
+    cannot decode, e.g. an IIN on a classifier)."""
+    if "sample" not in data_out.labels:
+        return {}
     return {"fid_samples": fid_of_outputs("sample", data_in, data_out, config, n_images)}
 
 

@@ -2,8 +2,9 @@
 
 * :class:`IINIterator` -- an :class:`~invproto.models.iin.IIN` on single
   images (``image``): NLL of the first-stage codes under the flow, reported
-  in nats/dim and bits/dim; logs decoded N(0, I) samples when the first stage
-  can decode.
+  in nats/dim and bits/dim; when the first stage can decode, logs decoded
+  N(0, I) samples and evaluates their FID (``fid_samples``, one sample per
+  evaluated example, seeded by the example's index).
 * :class:`FactorIINIterator` -- a :class:`~invproto.models.iin.FactorIIN`
   (dIIN) on factor pairs (``image1``, ``image2``, ``factor``) with the
   :class:`~invproto.losses.iin.FactorLoss`; logs decoded factor-swap grids
@@ -27,7 +28,9 @@ import torch
 
 from invproto.callbacks.base import evaluation_callback
 from invproto.callbacks.factor_dims import dim_callback
+from invproto.callbacks.fid import fid_samples
 from invproto.config import instantiate
+from invproto.iterators.autoencoder import standard_normal, to_uint8_hwc
 from invproto.iterators.base import Batch, Iterator, to_hwc
 from invproto.losses.iin import HALF_LOG_TWO_PI
 from invproto.models.iin import first_stage_codes
@@ -48,7 +51,7 @@ class IINIterator(Iterator):
         n_log_images: int = 16  # images per logged grid (inputs; decoded N(0, I) samples)
         sample_seed: int = 0  # seed of the logged N(0, I) samples: the same ones at every log
 
-    callbacks = {"eval_op": {"likelihood": likelihood}}
+    callbacks = {"eval_op": {"likelihood": likelihood, "fid_samples": fid_samples}}
     default_loss = {"target": "invproto.losses.iin.IINLoss"}
 
     def build_components(self) -> None:
@@ -71,9 +74,15 @@ class IINIterator(Iterator):
         return {"scalars": scalars, "images": images}
 
     def eval_step(self, batch: Batch) -> dict[str, np.ndarray]:
+        """Per example: ``nats_per_dim`` of its code; with a decoder, also ``sample`` (uint8 HWC), the
+        decoding of N(0, I) noise seeded by ``(seed, example index)``."""
         z, log_det = self.model(batch["image"])
         nats = self.loss.per_example(z, log_det) / z.shape[1] + HALF_LOG_TWO_PI
-        return {"nats_per_dim": nats.float().cpu().numpy()}
+        outputs = {"nats_per_dim": nats.float().cpu().numpy()}
+        if self.model.can_decode:
+            noise = torch.stack([standard_normal((z.shape[1],), self.settings.seed, int(i)) for i in batch["index_"]])
+            outputs["sample"] = to_uint8_hwc(self.model.decode(noise.to(self.device)))
+        return outputs
 
 
 class FactorIINIterator(IINIterator):
@@ -83,6 +92,7 @@ class FactorIINIterator(IINIterator):
     class Params:
         n_swap_images: int = 6  # n: each logged swap grid is n x n (target i with factor k of source j)
 
+    callbacks = {"eval_op": {"likelihood": likelihood}}
     default_loss = {"target": "invproto.losses.iin.FactorLoss"}
 
     def _pair_outputs(self, batch: Batch) -> tuple[torch.Tensor, ...]:
