@@ -35,3 +35,11 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
     return atomic_write(path, lambda tmp: torch.save(obj, tmp))
+
+
+def save_grid(images: torch.Tensor, path: str | os.PathLike, nrow: int) -> Path:
+    """``(N, C, H, W)`` images in [-1, 1] -> one PNG grid with ``nrow`` images per row (atomic write)."""
+    import torchvision
+
+    return atomic_write(path, lambda tmp: torchvision.utils.save_image((images.float().cpu() + 1) / 2, tmp,
+                                                                       nrow=nrow, padding=1, format="png"))

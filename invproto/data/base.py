@@ -114,3 +114,11 @@ class ImageDataset(DatasetMixin):
 def _load_once(load, root: Path, download: bool) -> dict[str, LabelledImages]:
     """Load a dataset's arrays once per process (train/validation share them)."""
     return load(root, download)
+
+
+def dataset_examples(dataset, indices: np.ndarray) -> dict[str, np.ndarray]:
+    """``image`` ``(B, H, W, C)`` and ``class`` ``(B,)`` of ``indices``, batched when the dataset can."""
+    if getattr(dataset, "get_batch", None) is not None:
+        return dataset.get_batch(indices)
+    examples = [dataset[int(i)] for i in indices]
+    return {"image": np.stack([e["image"] for e in examples]), "class": np.array([e["class"] for e in examples])}
