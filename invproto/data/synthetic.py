@@ -16,8 +16,10 @@ Rendering evaluates a signed distance to the sprite's outline at every pixel
 centre (vectorised over the whole split, precomputed coordinate grid) and
 anti-aliases its edge over one pixel; the sprite's *part mask* is the set of
 pixels whose centre lies inside the outline (:func:`sprite_masks`,
-:meth:`Sprites.mask`, :meth:`Sprites.box`). Every split is rendered once into
-uint8 memory at construction (about 1 s for 20000 images of 32 px).
+:meth:`Sprites.mask`, :meth:`Sprites.box`); five part keypoints mark its
+centre and the sides of its box (:data:`KEYPOINTS`, :meth:`Sprites.part_keypoints`).
+Every split is rendered once into uint8 memory at construction (about 1 s for
+20000 images of 32 px).
 
 Splits are independent draws from the generator seeded with
 ``(dataset_params.seed, split number)``; their sizes are
@@ -51,6 +53,7 @@ PALETTE_NAMES = ("red", "green", "yellow", "blue", "orange", "magenta")
 SCALE_RANGE = (0.12, 0.25)  # sprite radius / image size
 POSITION_RANGE = (0.25, 0.75)  # sprite centre / image size: the largest sprite stays inside
 PAIR_FACTORS = {"shape": ("shape",), "color": ("color",), "position": ("x", "y"), "scale": ("scale",)}
+KEYPOINTS = ("center", "top", "bottom", "left", "right")  # part keypoints of a sprite, see sprite_keypoints
 
 
 @dataclass
@@ -142,6 +145,21 @@ def bounding_box(mask: np.ndarray) -> tuple[int, int, int, int]:
     return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
 
 
+def sprite_keypoints(factors: SpriteFactors, size: int) -> np.ndarray:
+    """int64 ``(N, 5, 2)``: ``(x, y)`` pixel indices of each sprite's :data:`KEYPOINTS`.
+
+    ``center`` is the pixel holding the sprite's centre; ``top``, ``bottom``,
+    ``left`` and ``right`` are the middles of the sides of its mask's bounding
+    box (the pixel rows/columns the mask reaches first and last), level with
+    the centre.
+    """
+    centre_x, centre_y = (np.floor(factors.x * size).astype(np.int64), np.floor(factors.y * size).astype(np.int64))
+    boxes = np.array([bounding_box(mask) for mask in sprite_masks(factors, size)], dtype=np.int64).reshape(-1, 4)
+    x0, y0, x1, y1 = boxes.T
+    points = [(centre_x, centre_y), (centre_x, y0), (centre_x, y1 - 1), (x0, centre_y), (x1 - 1, centre_y)]
+    return np.stack([np.stack(point, axis=-1) for point in points], axis=1)
+
+
 @dataclass
 class SpritesParams:
     """``dataset_params`` of the Sprites datasets."""
@@ -187,6 +205,10 @@ class Sprites(ImageDataset):
     def box(self, i: int) -> tuple[int, int, int, int]:
         """Bounding box ``(x0, y0, x1, y1)`` of example ``i``'s part mask."""
         return bounding_box(self.mask(i))
+
+    def part_keypoints(self, indices) -> np.ndarray:
+        """int64 ``(N, 5, 2)`` ``(x, y)`` pixels of the :data:`KEYPOINTS` of examples ``indices``, all visible."""
+        return sprite_keypoints(self.factors.subset(np.asarray(indices)), self.params.size)
 
 
 class SpritesPairs(FactorPairs, Sprites):

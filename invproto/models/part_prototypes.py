@@ -1,0 +1,447 @@
+"""Part-prototype networks: ProtoPNet (Chen et al., 2019) with PixPNet's corrections (Carmichael et al., 2023).
+
+An image goes through a conv **backbone** truncated at a chosen layer and the
+**add-on** layers (1x1 conv, ReLU, 1x1 conv, sigmoid) to a latent map ``z``
+of shape ``(N, D, Hf, Wf)``. Each of the ``P = C * m`` **prototypes** is a
+``(D, K, K)`` latent patch owned by one class, in class-major order
+(``m = prototypes_per_class``; prototype ``c * m + k`` belongs to class ``c``).
+Every ``K x K`` patch of ``z`` (stride 1) has a **distance** to every prototype
+
+* ``l2``: squared Euclidean distance ``||z_patch - p||^2``,
+* ``cosine``: ``1 - cos(z_patch, p)``,
+
+giving ``(N, P, Hc, Wc)`` maps with ``Hc = Hf - K + 1``, turned into a
+**similarity** per patch by
+
+* ``log``: ``log((d + 1) / (d + epsilon))`` (ProtoPNet),
+* ``linear``: ``-d`` for ``l2``, ``1 - d`` (the cosine) for ``cosine``.
+
+A prototype's similarity to an image is its largest patch similarity (its
+nearest patch). The bias-free **head** maps the ``(N, P)`` similarities to
+``C`` logits:
+
+* ``linear``: a full ``(C, P)`` matrix, initialised to +1 for the own class and
+  -0.5 for the others,
+* ``sparse``: each class weighs only its own prototypes (one weight each, init 1),
+* ``proto``: no parameters; a class's logit is the sum of its prototypes'
+  similarities (PixPNet's simplified head).
+
+**Push** (:func:`push_prototypes`) replaces every prototype by its nearest
+latent patch among training images of its own class. Every cell of the
+distance map has an exact receptive field in the image
+(:mod:`invproto.interpret.receptive_field`, computed once at construction),
+so a pushed prototype records its source image and the box of pixels its
+patch sees; :meth:`PartPrototypeNet.prototype_images` shows both.
+
+**Backbones** (``model_params.backbone``):
+
+* ``vgg``: the stack ``features``, VGG style: an integer is a 3x3 convolution
+  (padding 1) with that many channels + BatchNorm + ReLU, ``"M"`` a 2x2
+  max-pool;
+* the name of a torchvision classification model (``vgg11_bn``, ``resnet18``,
+  ...), built with ``weights`` (``null``: random initialisation, no
+  download). Grayscale images are repeated to 3 channels; with ``weights``
+  they are normalised to the ImageNet statistics the weights expect.
+
+``cut`` is the dotted name of the last backbone layer kept (``features.20``,
+``layer2``; ``"5"`` in the ``vgg`` stack, whose layers are numbered); the
+backbone runs the model's children in order up to it, so the model's forward
+must be that sequence up to the cut (VGG, AlexNet, ResNet up to ``layer4``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, List, Optional
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from invproto.config.run import abort_cleanly
+from invproto.interpret.receptive_field import ReceptiveField, Window, layer_windows, pixel_heatmap, receptive_field
+from invproto.models.base import Model
+from invproto.models.prototype_model import Explanation, PrototypeModel
+
+DISTANCES = ("l2", "cosine")
+SIMILARITIES = ("log", "linear")
+HEADS = ("linear", "sparse", "proto")
+DUPLICATE_FILTERS = ("sample", "none")
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+OUTSIDE_BRIGHTNESS = 0.35  # prototype_images: pixels outside the receptive-field box keep this share of brightness
+
+
+# --- backbone -------------------------------------------------------------------------------------
+
+def vgg_stack(in_channels: int, features: List[Any]) -> nn.Sequential:
+    """VGG-style layers: ``int`` -> Conv 3x3 (padding 1) + BatchNorm + ReLU, ``"M"`` -> MaxPool 2x2."""
+    layers: list[nn.Module] = []
+    channels = in_channels
+    for entry in features:
+        if entry == "M":
+            layers.append(nn.MaxPool2d(2))
+        elif isinstance(entry, int) and not isinstance(entry, bool) and entry > 0:
+            layers += [nn.Conv2d(channels, entry, 3, padding=1), nn.BatchNorm2d(entry), nn.ReLU(inplace=True)]
+            channels = entry
+        else:
+            raise SystemExit(f"invproto: model_params.features entries must be channel counts (positive int) "
+                             f"or 'M' (2x2 max-pool), got {entry!r}")
+    return nn.Sequential(*layers)
+
+
+def modules_until(module: nn.Module, cut: str) -> tuple[list[nn.Module], bool]:
+    """The children of ``module`` executed up to and including the one named ``cut`` (dotted), and whether it exists."""
+    kept: list[nn.Module] = []
+    for name, child in module.named_children():
+        if name == cut:
+            return kept + [child], True
+        if cut.startswith(name + "."):
+            inner, found = modules_until(child, cut[len(name) + 1:])
+            return kept + inner, found
+        kept.append(child)
+    return kept, False
+
+
+def truncate(module: nn.Module, cut: Optional[str]) -> nn.Sequential:
+    """``module``'s layers up to ``cut`` as one ``nn.Sequential`` (all of them when ``cut`` is null)."""
+    if cut is None:
+        return module if isinstance(module, nn.Sequential) else nn.Sequential(*module.children())
+    layers, found = modules_until(module, cut)
+    if not found:
+        names = [name for name, _ in module.named_modules() if name][:40]
+        raise SystemExit(f"invproto: model_params.cut '{cut}' is not a layer of the backbone; "
+                         f"layers are: {', '.join(names)}")
+    return nn.Sequential(*layers)
+
+
+def build_backbone(backbone: str, in_channels: int, features: List[Any], cut: Optional[str],
+                   weights: Optional[str]) -> nn.Sequential:
+    if backbone == "vgg":
+        return truncate(vgg_stack(in_channels, features), cut)
+    import torchvision
+
+    if backbone not in torchvision.models.list_models():
+        raise SystemExit(f"invproto: model_params.backbone must be 'vgg' or a torchvision model name "
+                         f"(e.g. vgg11_bn, resnet18), got '{backbone}'")
+    if cut is None:
+        raise SystemExit(f"invproto: model_params.cut is required for the torchvision backbone '{backbone}' "
+                         "(the last layer kept, e.g. features.20 or layer2)")
+    return truncate(torchvision.models.get_model(backbone, weights=weights), cut)
+
+
+# --- distances and similarities --------------------------------------------------------------------
+
+def patch_distances(z: torch.Tensor, prototypes: torch.Tensor, distance: str) -> torch.Tensor:
+    """``(N, D, Hf, Wf)`` latents, ``(P, D, K, K)`` prototypes -> ``(N, P, Hc, Wc)`` patch distances."""
+    n, _, height, width = z.shape
+    kernel = prototypes.shape[-1]
+    patches = F.unfold(z, kernel).transpose(1, 2)  # (N, L, D*K*K), L = Hc * Wc
+    flat = prototypes.flatten(1)  # (P, D*K*K)
+    if distance == "l2":
+        squared = patches.pow(2).sum(-1, keepdim=True) - 2 * patches @ flat.T + flat.pow(2).sum(-1)
+        result = squared.clamp(min=0)
+    elif distance == "cosine":
+        result = 1 - (F.normalize(patches, dim=-1) @ F.normalize(flat, dim=-1).T).clamp(-1, 1)
+    else:
+        raise ValueError(f"distance must be one of {', '.join(DISTANCES)}, got {distance!r}")
+    return result.transpose(1, 2).reshape(n, len(prototypes), height - kernel + 1, width - kernel + 1)
+
+
+def distance_to_similarity(distances: torch.Tensor, similarity: str, distance: str, epsilon: float) -> torch.Tensor:
+    """Patch distances -> similarities (``log`` or ``linear``, see the module docstring); same shape."""
+    if similarity == "log":
+        return torch.log1p(1 / (distances + epsilon))  # = log((d + 1) / (d + eps)) + O(eps), stable for d -> 0
+    if similarity == "linear":
+        return 1 - distances if distance == "cosine" else -distances
+    raise ValueError(f"similarity must be one of {', '.join(SIMILARITIES)}, got {similarity!r}")
+
+
+@dataclass
+class PartPrototypeOutput:
+    """A part-prototype network's view of ``N`` images (``P`` prototypes, ``C`` classes)."""
+
+    logits: torch.Tensor  # (N, C)
+    distances: torch.Tensor  # (N, P, Hc, Wc) patch distances
+    similarity_maps: torch.Tensor  # (N, P, Hc, Wc) patch similarities
+
+    @property
+    def min_distances(self) -> torch.Tensor:
+        """``(N, P)`` distance of each prototype to its nearest patch."""
+        return self.distances.amin(dim=(2, 3))
+
+    @property
+    def similarity(self) -> torch.Tensor:
+        """``(N, P)`` each prototype's largest patch similarity."""
+        return self.similarity_maps.amax(dim=(2, 3))
+
+    @property
+    def nearest_patch(self) -> torch.Tensor:
+        """``(N, P)`` flat (row-major) index of each prototype's nearest patch."""
+        return self.distances.flatten(2).argmin(dim=2)
+
+
+# --- the model -----------------------------------------------------------------------------------------
+
+class PartPrototypeNet(Model, PrototypeModel):
+    """ProtoPNet/PixPNet part prototypes; see the module docstring."""
+
+    @dataclass
+    class Params:
+        in_channels: int = 1  # image channels
+        in_size: int = 28  # image height = width in pixels
+        n_classes: int = 10  # C
+        backbone: str = "vgg"  # vgg (own stack from `features`) | a torchvision model name
+        features: List[Any] = field(default_factory=lambda: [32, 32, "M", 64, 64, "M"])  # vgg: channels or "M"
+        cut: Optional[str] = None  # last backbone layer kept (dotted name); null: the whole vgg stack
+        weights: Optional[str] = None  # torchvision weights (e.g. DEFAULT; downloads); null: random init
+        prototypes_per_class: int = 10  # m
+        prototype_dim: int = 32  # D, channels of the add-on output
+        prototype_kernel: int = 1  # K, prototypes are K x K latent patches
+        distance: str = "l2"  # l2 (squared) | cosine
+        similarity: str = "log"  # log | linear
+        epsilon: float = 1.0e-4  # of the log similarity
+        head: str = "linear"  # linear | sparse | proto
+
+    def __init__(self, config):
+        super().__init__(config)
+        p = self.params
+        with abort_cleanly():
+            self._check_params()
+            self.backbone = build_backbone(p.backbone, p.in_channels, p.features, p.cut, p.weights)
+        self.backbone_channels = 3 if p.backbone != "vgg" else p.in_channels
+        backbone_out = self._probe(self.backbone)
+        self.add_on = nn.Sequential(nn.Conv2d(backbone_out.shape[1], p.prototype_dim, 1), nn.ReLU(),
+                                    nn.Conv2d(p.prototype_dim, p.prototype_dim, 1), nn.Sigmoid())
+        nn.init.kaiming_normal_(self.add_on[0].weight, mode="fan_out", nonlinearity="relu")
+        nn.init.xavier_normal_(self.add_on[2].weight)
+        for conv in (self.add_on[0], self.add_on[2]):
+            nn.init.zeros_(conv.bias)
+        n_prototypes = p.n_classes * p.prototypes_per_class
+        self.prototypes = nn.Parameter(torch.rand(n_prototypes, p.prototype_dim, p.prototype_kernel,
+                                                  p.prototype_kernel))
+        self.register_buffer("prototype_class", torch.arange(p.n_classes).repeat_interleave(p.prototypes_per_class))
+        self.register_buffer("class_members", F.one_hot(self.prototype_class, p.n_classes).T.float())  # (C, P)
+        if p.head == "linear":
+            self.head_weights = nn.Parameter(self.class_members * 1.5 - 0.5)  # +1 own class, -0.5 others
+        elif p.head == "sparse":
+            self.head_weights = nn.Parameter(torch.ones(n_prototypes))
+        self.field = self._receptive_field(tuple(backbone_out.shape[-2:]))
+        self.register_buffer("push_image", torch.zeros(n_prototypes, p.in_channels, p.in_size, p.in_size))
+        self.register_buffer("push_box", torch.zeros(n_prototypes, 4, dtype=torch.long))
+        self.register_buffer("push_source", torch.full((n_prototypes,), -1, dtype=torch.long))
+        self.register_buffer("pushed", torch.zeros(n_prototypes, dtype=torch.bool))
+
+    def _check_params(self) -> None:
+        p = self.params
+        for key, value, allowed in [("distance", p.distance, DISTANCES), ("similarity", p.similarity, SIMILARITIES),
+                                    ("head", p.head, HEADS)]:
+            if value not in allowed:
+                raise SystemExit(f"invproto: model_params.{key} must be one of {', '.join(allowed)}, got {value!r}")
+        if p.prototypes_per_class < 1 or p.prototype_kernel < 1 or p.prototype_dim < 1:
+            raise SystemExit("invproto: model_params.prototypes_per_class, prototype_dim and prototype_kernel "
+                             "must be >= 1")
+
+    @torch.no_grad()
+    def _probe(self, module: nn.Module) -> torch.Tensor:
+        """``module``'s output on one blank image (eval mode: BatchNorm must not see a batch of one)."""
+        module.eval()
+        size = self.params.in_size
+        try:
+            output = module(torch.zeros(1, self.backbone_channels, size, size))
+        except RuntimeError as error:
+            with abort_cleanly():
+                raise SystemExit(f"invproto: the backbone cannot take {size} px images ({str(error).splitlines()[0]}); "
+                                 "cut it earlier (model_params.cut) or use larger images") from None
+        module.train()
+        return output
+
+    def _receptive_field(self, backbone_grid: tuple[int, int]) -> ReceptiveField:
+        """Fields of the distance-map cells (backbone, 1x1 add-on, K x K prototype window), checked against
+        the backbone's actual ``(Hf, Wf)`` output grid."""
+        p = self.params
+        kernel = Window(kernel=p.prototype_kernel)
+        with abort_cleanly():
+            try:
+                field_ = receptive_field(layer_windows(self.backbone) + [(kernel, kernel)], (p.in_size, p.in_size))
+            except ValueError as error:
+                raise SystemExit(f"invproto: {error} (model_params.backbone '{p.backbone}', cut '{p.cut}')") from None
+            cells = (backbone_grid[0] - p.prototype_kernel + 1, backbone_grid[1] - p.prototype_kernel + 1)
+            if cells != field_.feature_shape or min(cells) < 1:
+                raise SystemExit(f"invproto: the backbone's output grid {tuple(cells)} does not match its layer "
+                                 f"list {field_.feature_shape}; its forward is not the sequence of its layers "
+                                 "up to model_params.cut (or the prototype kernel is larger than the map)")
+        return field_
+
+    # --- forward -------------------------------------------------------------------------------------
+    def latent(self, images: torch.Tensor) -> torch.Tensor:
+        """``(N, C, S, S)`` images in [-1, 1] -> ``(N, D, Hf, Wf)`` add-on output in [0, 1]."""
+        if images.shape[1] != self.backbone_channels:
+            images = images.expand(-1, self.backbone_channels, -1, -1)
+        if self.params.weights is not None:
+            mean, std = (torch.tensor(v, device=images.device).view(1, 3, 1, 1) for v in (IMAGENET_MEAN, IMAGENET_STD))
+            images = ((images + 1) / 2 - mean) / std
+        return self.add_on(self.backbone(images))
+
+    def head_parameters(self) -> list[nn.Parameter]:
+        """The trainable weights of the head (none for the ``proto`` head)."""
+        return [self.head_weights] if self.params.head != "proto" else []
+
+    def class_prototypes(self, classes: torch.Tensor) -> torch.Tensor:
+        """``(N,)`` class labels -> ``(N, m)`` indices of the prototypes of each class."""
+        p = self.params
+        indices = torch.arange(self.n_prototypes, device=classes.device)
+        return indices.view(p.n_classes, p.prototypes_per_class)[classes]
+
+    def head_weight(self) -> torch.Tensor:
+        """The ``(C, P)`` matrix mapping prototype similarities to logits (zero off-class for sparse/proto)."""
+        if self.params.head == "linear":
+            return self.head_weights
+        if self.params.head == "sparse":
+            return self.class_members * self.head_weights
+        return self.class_members
+
+    def forward(self, images: torch.Tensor) -> PartPrototypeOutput:
+        p = self.params
+        distances = patch_distances(self.latent(images), self.prototypes, p.distance)
+        similarity_maps = distance_to_similarity(distances, p.similarity, p.distance, p.epsilon)
+        logits = similarity_maps.amax(dim=(2, 3)) @ self.head_weight().T
+        return PartPrototypeOutput(logits=logits, distances=distances, similarity_maps=similarity_maps)
+
+    def explain(self, images: torch.Tensor) -> Explanation:
+        output = self(images)
+        return Explanation(logits=output.logits, similarity=output.similarity)
+
+    def pixel_heatmaps(self, similarity_maps: torch.Tensor, mapping: str, sigma_factor: float = 1.0,
+                       reduction: str = "max") -> torch.Tensor:
+        """``(N, M, Hc, Wc)`` patch similarities -> ``(N, M, S, S)`` pixel heat maps (``rf`` or ``upsample``)."""
+        return pixel_heatmap(similarity_maps, self.field, mapping, sigma_factor, reduction)
+
+    # --- push --------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def adopt_patches(self, prototypes: torch.Tensor, images: torch.Tensor, patches: torch.Tensor,
+                      sources: torch.Tensor, move: bool) -> None:
+        """Record ``images[i]`` (dataset index ``sources[i]``) and its patch ``patches[i]`` for ``prototypes[i]``.
+
+        With ``move`` the prototype becomes that latent patch (a push);
+        otherwise it stays and the patch is only its nearest one (for
+        :meth:`prototype_images` before the first push).
+        """
+        if move:
+            kernel = self.params.prototype_kernel
+            z = self.latent(images)
+            row, col = patches // self.field.cols.n_cells, patches % self.field.cols.n_cells
+            for i, (r, c) in enumerate(zip(row.tolist(), col.tolist())):
+                self.prototypes[prototypes[i]] = z[i, :, r:r + kernel, c:c + kernel]
+            self.pushed[prototypes] = True
+        self.push_image[prototypes] = images
+        self.push_box[prototypes] = self.field.boxes(patches).to(self.push_box.device)
+        self.push_source[prototypes] = sources.to(self.push_source.device)
+
+    def prototype_images(self) -> torch.Tensor:
+        """``(P, C, S, S)``: the image each prototype was pushed onto (before any push: of its nearest patch).
+
+        Pixels outside the patch's receptive-field box are dimmed to
+        ``OUTSIDE_BRIGHTNESS`` of their brightness; images are in [-1, 1].
+        """
+        if bool((self.push_source < 0).any()):
+            raise RuntimeError("invproto: this model has no prototype images yet; they are recorded at the end "
+                               "of every training epoch (push or nearest-patch search)")
+        size = self.params.in_size
+        y, x = torch.arange(size, device=self.push_box.device)[:, None], torch.arange(size, device=self.push_box.device)
+        x0, y0, x1, y1 = (self.push_box[:, i, None, None] for i in range(4))
+        inside = ((x >= x0) & (x < x1) & (y >= y0) & (y < y1))[:, None]
+        dimmed = (self.push_image + 1) * OUTSIDE_BRIGHTNESS - 1
+        return torch.where(inside, self.push_image, dimmed)
+
+
+# --- the push search -------------------------------------------------------------------------------------
+
+PushBatch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # images (N, C, S, S), labels (N,), dataset indices (N,)
+
+
+class NearestPatchSearch:
+    """Per prototype, the ``depth`` nearest images of its class seen so far (streamed over batches).
+
+    Holds ``distance`` (P, depth) ascending (``inf`` = none yet), the dataset
+    index ``source`` and the flat ``patch`` index of each candidate's nearest
+    patch. One image per candidate: an image's best patch stands for it.
+    """
+
+    def __init__(self, n_prototypes: int, depth: int):
+        self.distance = torch.full((n_prototypes, depth), torch.inf)
+        self.source = torch.full((n_prototypes, depth), -1, dtype=torch.long)
+        self.patch = torch.full((n_prototypes, depth), -1, dtype=torch.long)
+
+    def add(self, output: PartPrototypeOutput, labels: torch.Tensor, sources: torch.Tensor,
+            prototype_class: torch.Tensor) -> None:
+        """Merge a batch: only images of a prototype's own class are candidates for it."""
+        own_class = labels[:, None].cpu() == prototype_class[None, :].cpu()  # (N, P)
+        distance = torch.where(own_class, output.min_distances.float().cpu(), torch.inf).T  # (P, N)
+        patch = output.nearest_patch.cpu().T
+        source = sources.cpu().long()[None, :].expand_as(patch)
+        distance, order = torch.cat([self.distance, distance], 1).topk(self.distance.shape[1], dim=1, largest=False)
+        self.distance = distance
+        self.source = torch.cat([self.source, source], 1).gather(1, order)
+        self.patch = torch.cat([self.patch, patch], 1).gather(1, order)
+
+    def assign(self, duplicate_filter: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(source, patch, distance)`` per prototype; ``source`` -1 where its class had no image.
+
+        ``none``: every prototype takes its nearest image. ``sample``
+        (PixPNet's default): candidates are taken greedily in order of
+        increasing distance over all prototypes, skipping images already
+        taken, so no two prototypes share a source image. A prototype can only
+        lose images to the other prototypes of its class, so with ``depth``
+        at least the number of prototypes per class the greedy choice is the
+        same as over all images.
+        """
+        n_prototypes = self.distance.shape[0]
+        if duplicate_filter == "none":
+            return self.source[:, 0].clone(), self.patch[:, 0].clone(), self.distance[:, 0].clone()
+        if duplicate_filter != "sample":
+            raise ValueError(f"duplicate_filter must be one of {', '.join(DUPLICATE_FILTERS)}, "
+                             f"got {duplicate_filter!r}")
+        source = torch.full((n_prototypes,), -1, dtype=torch.long)
+        patch, distance = source.clone(), torch.full((n_prototypes,), torch.inf)
+        taken: set[int] = set()
+        flat = self.distance.flatten()
+        for index in flat.argsort(stable=True).tolist():
+            prototype, slot = divmod(index, self.distance.shape[1])
+            candidate = int(self.source[prototype, slot])
+            if not torch.isfinite(flat[index]):
+                break
+            if source[prototype] >= 0 or candidate in taken:
+                continue
+            taken.add(candidate)
+            source[prototype], patch[prototype] = candidate, self.patch[prototype, slot]
+            distance[prototype] = flat[index]
+        return source, patch, distance
+
+
+@torch.no_grad()
+def push_prototypes(model: PartPrototypeNet, batches: Iterable[PushBatch],
+                    fetch: Callable[[np.ndarray], torch.Tensor], duplicate_filter: str = "sample",
+                    move: bool = True) -> torch.Tensor:
+    """Push every prototype onto its nearest latent patch among ``batches`` of its own class (eval mode).
+
+    ``batches`` yields images, labels and dataset indices; ``fetch`` returns
+    the ``(n, C, S, S)`` images of given dataset indices (on the model's
+    device). With ``move=False`` only the nearest patches are recorded (see
+    :meth:`PartPrototypeNet.adopt_patches`). Prototypes whose class does not
+    occur stay as they are. Returns ``(P,)`` each prototype's distance to its
+    patch before the push (``inf`` where none).
+    """
+    was_training = model.training
+    model.eval()
+    depth = model.params.prototypes_per_class if duplicate_filter == "sample" else 1
+    search = NearestPatchSearch(model.n_prototypes, depth)
+    for images, labels, sources in batches:
+        search.add(model(images), labels, sources, model.prototype_class)
+    source, patch, distance = search.assign(duplicate_filter)
+    found = torch.nonzero(source >= 0).flatten()
+    if len(found):
+        images = fetch(source[found].numpy())
+        model.adopt_patches(found.to(images.device), images, patch[found], source[found], move)
+    model.train(was_training)
+    return distance
