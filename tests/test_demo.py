@@ -1,0 +1,348 @@
+"""The Streamlit demo (invproto/demo) on tiny runs of every kind, trained through the real edflow CLI.
+
+The runs (autoencoder, classifier, IIN and dIIN on that autoencoder, prototype
+flow) are trained once per session, a few steps each, in a scratch directory
+(:func:`demo_runs`); the page is driven with Streamlit's ``AppTest``. The
+autoencoder and the IIN train with their iterators minus the FID callbacks
+(Inception costs minutes on a CPU; FID has its own tests), everything else as
+configured.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import shutil
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+from edflow_runner import REPO, EdflowRunner
+from invproto.data.synthetic import SHAPES
+from invproto.demo.kinds import LoadError
+from invproto.demo.loading import load_model, load_validation_dataset
+from invproto.demo.runs import Run, find_runs, metric_curves, run_table
+
+APP = str(REPO / "invproto" / "demo" / "app.py")
+STEPS = 4
+TINY = ["--dataset_params/n_train", "64", "--dataset_params/n_validation", "16", "--batch_size", "16",
+        "--num_steps", str(STEPS), "--log_freq", "2", "--n_data_processes", "1", "--optimizer/warmup_steps", "0"]
+AE_PARAMS = {"in_channels": 3, "in_size": 32, "n_down": 4, "base_channels": 4, "z_dim": 8}
+ITERATORS_WITHOUT_FID = '''"""invproto iterators without their FID callbacks, for the demo's tiny test runs."""
+from invproto.iterators import autoencoder, iin
+
+
+def without_fid(callbacks: dict) -> dict:
+    return {"eval_op": {name: f for name, f in callbacks["eval_op"].items() if not name.startswith("fid")}}
+
+
+class AutoencoderIterator(autoencoder.AutoencoderIterator):
+    callbacks = without_fid(autoencoder.AutoencoderIterator.callbacks)
+
+
+class IINIterator(iin.IINIterator):
+    callbacks = without_fid(iin.IINIterator.callbacks)
+'''
+
+
+def option_pairs(prefix: str, values: dict) -> list[str]:
+    """edflow command-line overrides ``--<prefix>/<key> <value>`` for every item of ``values``."""
+    return [item for key, value in values.items() for item in (f"--{prefix}/{key}", str(value))]
+
+
+def train(runner: EdflowRunner, name: str, *args: str) -> Path:
+    result = runner(*args, "-t", *TINY, "-n", name)
+    assert result.returncode == 0, f"{name}: {result.stderr[-3000:]}"
+    return runner.run_dir(name)
+
+
+def train_in_parallel(runner: EdflowRunner, jobs: dict[str, list[str]]) -> None:
+    """``edflow <args> -t <TINY>`` for every ``name: args`` of ``jobs`` at once (the CPU waits less on imports)."""
+    with ThreadPoolExecutor(len(jobs)) as pool:
+        list(pool.map(lambda name: train(runner, name, *jobs[name]), jobs))
+
+
+def checkpoint(run: Path) -> Path:
+    return run / "train" / "checkpoints" / f"model-{STEPS}.ckpt"
+
+
+def scratch_config(runner: EdflowRunner, name: str, base: str, drop: tuple[str, ...] = (), **sections) -> str:
+    """``configs/<base>.yaml`` less the sections ``drop``, with ``sections`` replaced, in the scratch dir."""
+    config = yaml.safe_load((REPO / "configs" / f"{base}.yaml").read_text())
+    config = {key: value for key, value in config.items() if key not in drop}
+    config.update(sections)
+    (runner.workdir / f"{name}.yaml").write_text(yaml.safe_dump(config))
+    return f"{name}.yaml"
+
+
+def tiny_flow_params(first_stage_checkpoint: Path, **extra) -> dict:
+    """``model_params`` of a tiny IIN-like flow on the tiny autoencoder."""
+    first_stage = {"model": "invproto.models.autoencoder.Autoencoder", "model_params": AE_PARAMS,
+                   "checkpoint": str(first_stage_checkpoint)}
+    return {"first_stage": first_stage, "n_flow": 2, "hidden_depth": 1, "hidden_dim": 16, **extra}
+
+
+@functools.cache
+def first_stages(workdir: Path) -> EdflowRunner:
+    """A scratch dir with a tiny autoencoder run (``ae``) and classifier run (``clf``), trained in parallel."""
+    runner = EdflowRunner(workdir)
+    package = runner.workdir / "demo_fixture"  # a package: edflow copies the iterator's top-level package into the run
+    package.mkdir(exist_ok=True)
+    (package / "__init__.py").write_text(ITERATORS_WITHOUT_FID)
+    ae = scratch_config(runner, "ae", "sprites_ae_cpu", drop=("eval_pipeline",), model_params=AE_PARAMS,
+                        iterator="demo_fixture.AutoencoderIterator")
+    train_in_parallel(runner, {"ae": ["-b", ae, "--loss/params/disc_channels", "4"],
+                               "clf": ["-b", "configs/sprites_clf.yaml", "--model_params/base_channels", "4"]})
+    return runner
+
+
+@functools.cache
+def demo_runs(workdir: Path) -> EdflowRunner:
+    """:func:`first_stages` plus an IIN, a dIIN and a prototype flow on the autoencoder, trained in parallel."""
+    runner = first_stages(workdir)
+    ae_checkpoint = checkpoint(runner.run_dir("ae"))
+    sprites = {"datasets": {"train": "invproto.data.SpritesTrain", "validation": "invproto.data.SpritesValidation"},
+               "dataset_params": {"size": 32}}
+    iin = scratch_config(runner, "iin", "mnist_iin", drop=("data", "eval_pipeline"),
+                         iterator="demo_fixture.IINIterator", model_params=tiny_flow_params(ae_checkpoint), **sprites)
+    diin = scratch_config(runner, "diin", "sprites_diin",
+                          model_params=tiny_flow_params(ae_checkpoint, factor_config=[3, 2, 3]))
+    protoflow = ["-b", "configs/sprites_protoflow.yaml", "--model_params/first_stage/checkpoint", str(ae_checkpoint),
+                 *option_pairs("model_params/first_stage/model_params", AE_PARAMS),
+                 *option_pairs("model_params", {"n_flow": 2, "hidden_dim": 16, "protos_per_class": 2}),
+                 *option_pairs("iterator_params", {"kmeans_init": "false", "nearest_pool": 16,
+                                                   "n_prototype_samples": 2, "n_nearest": 2})]
+    train_in_parallel(runner, {"iin": ["-b", iin], "diin": ["-b", diin], "protoflow": protoflow})
+    return runner
+
+
+@pytest.fixture(scope="session")
+def demo_logs(tmp_path_factory) -> Path:
+    """``logs/`` with one tiny run of each kind: ``ae``, ``clf``, ``iin``, ``diin``, ``protoflow``."""
+    return demo_runs(tmp_path_factory.getbasetemp() / "demo_runs").workdir / "logs"
+
+
+@pytest.fixture(scope="session")
+def first_stage_logs(tmp_path_factory) -> Path:
+    """``logs/`` with at least the tiny ``ae`` and ``clf`` runs."""
+    return first_stages(tmp_path_factory.getbasetemp() / "demo_runs").workdir / "logs"
+
+
+def run_named(logs: Path, name: str) -> str:
+    [run] = [r.name for r in find_runs(logs) if r.name.endswith(f"_{name}")]
+    return run
+
+
+def page(logs: Path, monkeypatch, run: str | None = None, healthy: bool = True) -> AppTest:
+    """The demo page on ``logs`` with ``run`` chosen in the sidebar, after its first script run
+    (without exceptions and, when ``healthy``, without error boxes)."""
+    monkeypatch.setenv("INVPROTO_DEMO_LOGS", str(logs))
+    app = AppTest.from_file(APP, default_timeout=60)
+    if run is not None:
+        app.session_state["run"] = run
+    app.run()
+    assert not app.exception, [e.value for e in app.exception]
+    if healthy:
+        assert_clean(app)
+    return app
+
+
+def assert_clean(app: AppTest) -> None:
+    """No exception and no error box on the page (views report their failures in error boxes)."""
+    assert not app.exception and not app.error, [e.value for e in [*app.exception, *app.error]]
+
+
+def labels(elements) -> list[str]:
+    return [element.label for element in elements]
+
+
+def images_after_tab(app: AppTest, title: str) -> int:
+    """The number of image rows (``st.image`` calls) drawn in the tab ``title``."""
+    [tab] = [tab for tab in app.tabs if tab.label == title]
+    return len(tab.image)
+
+
+# --- run discovery and loading ---------------------------------------------------------------
+
+def test_run_table_lists_every_run_with_kind_dataset_step_and_key_metrics(demo_logs):
+    runs = find_runs(demo_logs)
+    table = run_table(runs)
+    kinds = {name.rsplit("_", 1)[-1]: kind for name, kind in table["kind"].items()}
+    assert kinds == {"ae": "autoencoder", "clf": "classifier", "iin": "IIN", "diin": "dIIN", "protoflow": "prototype"}
+    assert set(table["step"]) == {STEPS}
+    assert set(table["dataset"]) == {"SpritesTrain", "SpritesPairsTrain"}
+    by_name = {name.rsplit("_", 1)[-1]: row for name, row in table.iterrows()}
+    scores = yaml.safe_load((demo_logs / run_named(demo_logs, "clf") / "results" / "scores.yaml").read_text())
+    assert by_name["clf"]["accuracy"] == scores["final"]["accuracy"]
+    assert by_name["iin"]["bits_per_dim"] > 0 and by_name["ae"]["l1"] > 0
+    assert 0 <= by_name["protoflow"]["accuracy"] <= 1
+
+
+def test_metric_curves_have_one_column_per_phase(demo_logs):
+    run = Run(demo_logs / run_named(demo_logs, "clf"))
+    curves = metric_curves(run.metrics(), "accuracy")
+    assert set(curves["phase"]) == {"train", "validation", "epoch_end"}
+    assert curves["step"].is_monotonic_increasing and not curves.duplicated(["step", "phase"]).any()
+    [after_epoch] = curves[curves["phase"] == "epoch_end"].itertuples()
+    assert after_epoch.step == STEPS and after_epoch.accuracy == pytest.approx(run.scores["final"]["accuracy"])
+
+
+def test_models_load_on_the_cpu_with_the_checkpoint_weights(demo_logs):
+    run = Run(demo_logs / run_named(demo_logs, "diin"))
+    model = load_model(run, run.checkpoints[-1])
+    state = torch.load(run.checkpoints[-1], weights_only=True)["model"]
+    assert not model.training and all(p.device.type == "cpu" for p in model.parameters())
+    for name, value in model.state_dict().items():
+        torch.testing.assert_close(value, state[name])
+
+
+def test_a_checkpoint_is_never_unpickled_beyond_weights(demo_logs, tmp_path):
+    """A checkpoint that would run code when unpickled (here: create a file) is refused, and nothing runs."""
+    marker = tmp_path / "executed"
+
+    class Payload:
+        def __reduce__(self):
+            return open, (str(marker), "w")
+
+    run_dir = tmp_path / "logs" / "evil_run"
+    shutil.copytree(demo_logs / run_named(demo_logs, "ae"), run_dir)
+    torch.save({"model": Payload(), "describe": None}, checkpoint(run_dir))
+    with pytest.raises(LoadError, match="cannot load checkpoint") as error:
+        load_model(Run(run_dir), checkpoint(run_dir))
+    assert "\n" not in str(error.value) and not marker.exists()
+
+
+def test_only_invproto_model_classes_are_built(demo_logs, tmp_path):
+    run_dir = tmp_path / "logs" / "foreign_model"
+    shutil.copytree(demo_logs / run_named(demo_logs, "clf"), run_dir)
+    config_path = next((run_dir / "configs").glob("train_*.yaml"))
+    config = yaml.safe_load(config_path.read_text())
+    config_path.write_text(yaml.safe_dump({**config, "model": "subprocess.Popen"}))
+    with pytest.raises(LoadError, match="not an invproto import path"):
+        load_model(Run(run_dir), checkpoint(run_dir))
+
+
+# --- the page, per kind -----------------------------------------------------------------------
+
+def test_page_lists_the_runs_and_picks_a_checkpoint(demo_logs, monkeypatch):
+    app = page(demo_logs, monkeypatch, run_named(demo_logs, "clf"))
+    listed = app.table[0].value.index.tolist()
+    assert sorted(name.rsplit("_", 1)[-1] for name in listed) == ["ae", "clf", "diin", "iin", "protoflow"]
+    assert app.sidebar.selectbox(key="run").options == listed
+    [checkpoints] = [box for box in app.sidebar.selectbox if box.label == "checkpoint"]
+    assert checkpoints.value == f"model-{STEPS}.ckpt"
+    assert labels(app.tabs) == ["Explain an image", "Metrics"]
+    assert app.metric[0].label == "predicted class" and app.metric[0].value in SHAPES
+    assert app.number_input(key="classifier_index").value == 0
+    assert len(app.tabs[0].get("vega_lite_chart")) == 1  # the posterior bars
+
+
+def test_an_uploaded_picture_is_explained_like_the_same_validation_image(demo_logs, monkeypatch):
+    """A PNG of validation image 3 (its exact 8-bit pixels) gets the prediction validation image 3 gets."""
+    run = run_named(demo_logs, "clf")
+    app = page(demo_logs, monkeypatch, run)
+    app.number_input(key="classifier_index").set_value(3).run()
+    from_dataset = (app.metric[0].value, app.metric[0].proto.delta)
+    pixels = load_validation_dataset(Run(demo_logs / run)).arrays.images[3]
+    png = io.BytesIO()
+    Image.fromarray(pixels).save(png, format="PNG")
+    app.radio(key="classifier_source").set_value("upload a picture").run()
+    assert not app.metric  # nothing to explain before a picture is uploaded
+    app.file_uploader(key="classifier_upload").upload("sprite.png", png.getvalue(), "image/png").run()
+    assert_clean(app)
+    assert app.image[0].captions == ["uploaded, as the model sees it"]
+    assert (app.metric[0].value, app.metric[0].proto.delta) == from_dataset
+
+
+def test_autoencoder_views(demo_logs, monkeypatch):
+    app = page(demo_logs, monkeypatch, run_named(demo_logs, "ae"))
+    assert labels(app.tabs) == ["Reconstructions", "Samples", "Metrics"]
+    assert images_after_tab(app, "Reconstructions") == 2 and images_after_tab(app, "Samples") == 1
+    app.slider(key="ae_n").set_value(3).run()
+    assert_clean(app)
+    [inputs, reconstructions] = app.tabs[0].image
+    assert len(inputs.value) == len(reconstructions.value) == 3
+    app.slider(key="ae_samples_n").set_value(5).run()
+    assert len(app.tabs[1].image[0].value) == 5
+
+
+def test_iin_views(demo_logs, monkeypatch):
+    app = page(demo_logs, monkeypatch, run_named(demo_logs, "iin"))
+    assert labels(app.tabs) == ["Samples", "Interpolation", "Metrics"]
+    # pictures are served under a hash of their bytes: equal pictures, equal addresses
+    app.slider(key="iin_samples_temperature").set_value(0.0).run()
+    assert_clean(app)
+    assert len(app.tabs[0].image[0].value) == 16 and len(set(app.tabs[0].image[0].value)) == 1  # all decode(0)
+    app.slider(key="iin_samples_temperature").set_value(0.5).run()
+    assert len(set(app.tabs[0].image[0].value)) == 16
+    app.number_input(key="iin_interpolation_b").set_value(5).run()
+    app.slider(key="iin_interpolation_steps").set_value(4).run()
+    assert_clean(app)
+    assert app.tabs[1].image[-1].captions == ["t=0.00", "t=0.33", "t=0.67", "t=1.00"]
+
+
+def test_diin_views(demo_logs, monkeypatch):
+    app = page(demo_logs, monkeypatch, run_named(demo_logs, "diin"))
+    assert labels(app.tabs)[:2] == ["Factor swaps", "Factor walk"]
+    captions = [caption for element in app.tabs[0].image for caption in element.captions]
+    for factor in ("shape", "color", "residual"):
+        assert f"A with {factor} of B" in captions and f"B with {factor} of A" in captions
+    assert [s.label for s in app.tabs[1].slider] == ["shape: A → B", "color: A → B", "residual: A → B"]
+    app.slider(key="diin_walk_1").set_value(1.0).run()
+    assert_clean(app)
+    assert images_after_tab(app, "Factor walk") == 2 + 1 + 3  # A, B, moved A, 3 strips
+
+    # swapping any factor between an image and itself changes nothing (pictures are addressed by their bytes)
+    app.number_input(key="diin_swap_b").set_value(0).run()
+    assert_clean(app)
+    [decoded_a, decoded_b] = app.tabs[0].image[2].value
+    swaps = [address for row in app.tabs[0].image[3:] for address in row.value]
+    assert decoded_a == decoded_b and len(swaps) == 6 and set(swaps) == {decoded_a}
+
+
+def test_prototype_views(demo_logs, monkeypatch):
+    app = page(demo_logs, monkeypatch, run_named(demo_logs, "protoflow"))
+    assert labels(app.tabs) == ["Prototypes", "Explain an image", "Metrics"]
+    gallery = app.tabs[0].image
+    assert [len(row.value) for row in gallery[:5]] == [2] * 5  # 5 classes x 2 prototypes
+    app.slider(key="proto_sample_n").set_value(3).run()
+    assert len(app.tabs[0].image[-1].value) == 3
+    app.slider(key="proto_nearest_k").set_value(4).run()
+    assert_clean(app)
+    nearest = app.tabs[1].image[-1].captions
+    assert len(nearest) == 4 and all(caption.startswith("prototype ") for caption in nearest)
+    similarities = app.tabs[1].dataframe[0].value["similarity"].tolist()
+    assert similarities == sorted(similarities, reverse=True)
+
+
+def test_metrics_view_plots_the_per_epoch_metrics(demo_logs, monkeypatch):
+    app = page(demo_logs, monkeypatch, run_named(demo_logs, "iin"))
+    chosen = app.multiselect(key="metrics_chosen")
+    assert "bits_per_dim" in chosen.value and "nats_per_dim" in chosen.value
+    assert len(app.tabs[-1].get("vega_lite_chart")) == len(chosen.value)
+
+
+# --- broken runs --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("damage", ["corrupt", "missing", "another_model"])
+def test_a_broken_checkpoint_shows_an_error_box(demo_logs, tmp_path, monkeypatch, damage):
+    logs = tmp_path / "logs"
+    run_dir = logs / "2000-01-01T00-00-00_broken"
+    shutil.copytree(demo_logs / run_named(demo_logs, "ae"), run_dir)
+    if damage == "corrupt":
+        checkpoint(run_dir).write_bytes(b"not a checkpoint")
+    elif damage == "missing":
+        shutil.rmtree(run_dir / "train" / "checkpoints")
+    else:
+        shutil.copy(checkpoint(demo_logs / run_named(demo_logs, "clf")), checkpoint(run_dir))
+    app = page(logs, monkeypatch, healthy=False)
+    [error] = app.error
+    expected = {"corrupt": "cannot load checkpoint", "missing": "has no checkpoint",
+                "another_model": "holds {'model': 'invproto.models.classifier.Classifier'"}[damage]
+    assert expected in error.value
+    assert labels(app.tabs) == ["Metrics"]  # the metrics of the run are still there

@@ -1,0 +1,138 @@
+"""The demo as a person sees it: ``streamlit run`` serves the page on 127.0.0.1 and Debian's headless
+Chromium (driven by Selenium through ``/usr/bin/chromedriver``) loads it.
+
+Chromium comes from ``tools/install_browser.sh`` (run by ``make test``). The
+screenshot is kept in ``$INVPROTO_TEST_ARTIFACTS`` (default ``tests/artifacts/``,
+git-ignored) as ``demo_page.png``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import psutil
+import pytest
+
+from edflow_runner import REPO
+from test_demo import first_stage_logs, run_named  # noqa: F401 -- the tiny trained runs (a session fixture)
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+# Headless on a machine without a network: no GPU, no QUIC, and none of Chromium's own background connections.
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                  "--window-size=1400,1400"]
+ARTIFACTS = Path(os.environ.get("INVPROTO_TEST_ARTIFACTS", REPO / "tests" / "artifacts"))
+
+pytestmark = pytest.mark.skipif(
+    not (CHROMIUM.is_file() and CHROMEDRIVER.is_file()),
+    reason=f"{CHROMIUM} and {CHROMEDRIVER} are not installed; `bash tools/install_browser.sh` "
+           f"(run by `make test`) installs Debian's chromium and chromium-driver")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_until_healthy(url: str, process: subprocess.Popen, timeout: float = 60) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        assert process.poll() is None, "streamlit exited before serving the page"
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                if response.read() == b"ok":
+                    return
+        except OSError:
+            time.sleep(0.3)
+    raise TimeoutError(f"streamlit did not answer on {url} within {timeout} s")
+
+
+@pytest.fixture
+def logs(first_stage_logs, tmp_path):  # noqa: F811 -- the imported fixture
+    """``logs/`` with the tiny autoencoder and classifier runs, the autoencoder newest (so the page opens on it)."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    for name, kind in (("2000-01-02T00-00-00_ae", "ae"), ("2000-01-01T00-00-00_clf", "clf")):
+        (logs / name).symlink_to(first_stage_logs / run_named(first_stage_logs, kind), target_is_directory=True)
+    return logs
+
+
+@pytest.fixture
+def served_demo(logs, tmp_path):
+    """The demo served by ``streamlit run`` from the repository root (its .streamlit/config.toml) on a free port."""
+    port = free_port()
+    log = open(tmp_path / "streamlit.log", "w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "invproto/demo/app.py", "--server.port", str(port),
+         "--server.headless", "true", "--", "--logs", str(logs)],
+        cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_until_healthy(url, process)
+        yield url, process
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        log.close()
+
+
+@pytest.fixture
+def chromium(tmp_path):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in [*CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'chromium-profile'}"]:
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def test_the_page_binds_to_localhost_only(served_demo):
+    _, process = served_demo
+    listening = [c.laddr.ip for c in psutil.Process(process.pid).net_connections(kind="inet")
+                 if c.status == psutil.CONN_LISTEN]
+    assert listening and set(listening) <= {"127.0.0.1"}, listening
+
+
+def test_chromium_renders_the_run_list_and_images(served_demo, chromium, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    url, _ = served_demo
+    chromium.get(url)
+
+    def rendered_images(driver):
+        images = driver.find_elements(By.CSS_SELECTOR, '[data-testid="stImage"] img')
+        return [image for image in images if driver.execute_script("return arguments[0].naturalWidth", image) > 0]
+
+    def finished(driver) -> bool:
+        """The script ran to its end (Streamlit's "running" status widget is gone) and its pictures loaded."""
+        running = driver.find_elements(By.CSS_SELECTOR, '[data-testid="stStatusWidget"]')
+        run_list = driver.find_elements(By.CSS_SELECTOR, '[data-testid="stTable"]')
+        return not running and bool(run_list) and bool(rendered_images(driver))
+
+    WebDriverWait(chromium, 90, poll_frequency=0.5).until(finished)
+    screenshot = tmp_path / "demo_page.png"
+    assert chromium.save_screenshot(str(screenshot))
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    shutil.copy(screenshot, ARTIFACTS / "demo_page.png")
+
+    run_list = chromium.find_element(By.CSS_SELECTOR, '[data-testid="stTable"]').text.split()
+    assert {"2000-01-02T00-00-00_ae", "2000-01-01T00-00-00_clf", "autoencoder", "classifier"} <= set(run_list)
+    assert not chromium.find_elements(By.CSS_SELECTOR, '[data-testid="stException"]')
+    assert len(rendered_images(chromium)) >= 2 * 8  # the autoencoder's 8 inputs and 8 reconstructions
+    assert screenshot.stat().st_size > 10_000
