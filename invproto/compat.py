@@ -11,13 +11,18 @@ edflow (2020) and chainer use NumPy aliases that NumPy 2 removed:
 the ``numpy`` module and silences the ``pkg_resources`` deprecation warning
 that chainer triggers. Numpy is not imported at interpreter start-up.
 
-The same hook patches two edflow modules right after they are imported:
+The same hook patches three edflow modules right after they are imported:
 
 * ``edflow.main``: ``edflow -p logs/<run> [-t]`` without ``-b`` reuses the
   run's saved config (:mod:`invproto.config.resume`); plain edflow fails on
-  the empty config;
+  the empty config. Under torchrun every rank then trains or evaluates with
+  rank 0's config and checkpoint;
 * ``edflow.iterators.batches``: ``make_batches`` batches in-memory array
-  datasets whole instead of example by example (:mod:`invproto.data.batches`).
+  datasets whole instead of example by example, and gives each rank its shard
+  under torchrun (:mod:`invproto.data.batches`);
+* ``edflow.custom_logging``: under torchrun ``run.init`` starts the process
+  group, and only rank 0 creates a run directory
+  (:func:`invproto.distributed.init_run`).
 
 On that first ``import edflow`` it also restores ``st.cache`` (removed from
 streamlit) when streamlit is loaded, so ``edexplore`` -- edflow's explorer run
@@ -65,14 +70,17 @@ def patch_numpy() -> None:
 
 
 def patch_edflow_main(module) -> None:
-    """Let ``edflow -p <run>`` (no ``-b``) start from the run's saved config."""
+    """Let ``edflow -p <run>`` (no ``-b``) start from the run's saved config; under torchrun, rank 0's."""
 
     def with_run_config(entry_point):
-        def run_entry_point(config, *args, **kwargs):
+        def run_entry_point(config, root, checkpoint=None, *args, **kwargs):
             from invproto.config.resume import complete_from_run
+            from invproto.distributed import broadcast_from_main
 
             complete_from_run(config)
-            return entry_point(config, *args, **kwargs)
+            # Only rank 0 reads the run directory (the config saved there, its latest checkpoint).
+            config, checkpoint = broadcast_from_main((config, checkpoint))
+            return entry_point(config, root, checkpoint, *args, **kwargs)
 
         return run_entry_point
 
@@ -110,7 +118,20 @@ def patch_edflow_batches(module) -> None:
     module.make_batches = make_batches
 
 
-_MODULE_PATCHES = {"edflow.main": patch_edflow_main, "edflow.iterators.batches": patch_edflow_batches}
+def patch_edflow_logging(module) -> None:
+    """Under torchrun, ``run.init`` creates a run directory on rank 0 only (:func:`invproto.distributed.init_run`)."""
+    init = module.run.init
+
+    def init_on_this_rank(cls, **kwargs):
+        from invproto.distributed import init_run
+
+        init_run(init, **kwargs)
+
+    module.run.init = classmethod(init_on_this_rank)
+
+
+_MODULE_PATCHES = {"edflow.main": patch_edflow_main, "edflow.iterators.batches": patch_edflow_batches,
+                   "edflow.custom_logging": patch_edflow_logging}
 
 
 class _PatchOnImport(importlib.abc.MetaPathFinder):

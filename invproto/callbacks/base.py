@@ -28,6 +28,8 @@ def evaluation_callback(compute: MetricsFn) -> Callable:
     @functools.wraps(compute)
     def callback(root, data_in, data_out, config, **kwargs):
         metrics = {k: float(v) for k, v in compute(root, data_in, data_out, config, **kwargs).items()}
+        if not metrics:  # nothing applies to this model (e.g. sample FID of a model that cannot decode)
+            return {"scalars": {}}
         step = int(Path(root).name)
         evaluation = bool(config.get("test_mode", False))
         context = {"dataset": config["datasets"]["validation"]}

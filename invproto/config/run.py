@@ -3,10 +3,13 @@
 edflow builds datasets, then the model, then the iterator, each from the same
 config dict. Whichever invproto object comes first calls :func:`prepare_run`:
 
-1. validate the stacked config (:func:`validate_run_config`),
+1. validate the stacked config (:func:`validate_run_config`); under torchrun
+   ``batch_size`` is the global batch and must split evenly over the
+   processes (:mod:`invproto.distributed`),
 2. seed Python, NumPy and torch from ``seed`` (before the model's weights are
-   drawn and before edflow's batcher shuffles),
-3. default ``n_data_processes`` to the machine's core count.
+   drawn and before edflow's batcher shuffles) -- the same on every rank,
+3. default ``n_data_processes`` to the machine's core count, shared by the
+   processes torchrun started on it.
 
 If the run must stop (bad config, missing data), :func:`abort_cleanly`
 removes what this invocation just created under ``logs/`` -- a fresh run
@@ -29,6 +32,7 @@ from omegaconf import DictConfig
 
 from invproto.config.schema import DataParams
 from invproto.config.validation import check_section, validate_run_config
+from invproto.distributed import Shard, world_size
 
 _prepared: tuple[Mapping, DictConfig] | None = None
 
@@ -40,9 +44,11 @@ def prepare_run(config: dict) -> DictConfig:
         return _prepared[1]
     with abort_cleanly():
         view = validate_run_config(config)
+        if "batch_size" in config:  # training and evaluation configs (edexplore's need none)
+            Shard.this_process().local_batch_size(config["batch_size"])
     seed_everything(view.seed)
     if config.get("n_data_processes") is None:
-        config["n_data_processes"] = os.cpu_count() or 1
+        config["n_data_processes"] = max(1, (os.cpu_count() or 1) // world_size())
     _prepared = (config, view)
     return view
 

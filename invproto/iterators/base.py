@@ -8,7 +8,8 @@ What it does for all models, so that subclasses only write the maths:
 * saves/restores model + optimizer + schedule (+ step, via edflow) with atomic
   writes, and refuses checkpoints written by another model,
 * stops with a one-line message on a non-finite loss,
-* writes ``metrics.csv``, ``results/model_info.yaml`` and closes wandb.
+* writes ``metrics.csv``, ``results/model_info.yaml`` and closes wandb,
+* under torchrun, trains on PyTorch's DistributedDataParallel (see below).
 
 A subclass implements three methods on a batch of tensors (images NCHW):
 
@@ -17,6 +18,21 @@ A subclass implements three methods on a batch of tensors (images NCHW):
 * :meth:`eval_step` -> ``{name: array}`` stored for the evaluation callbacks,
 
 and lists its evaluation callbacks in ``callbacks``.
+
+Under ``torchrun`` (:mod:`invproto.distributed`) nothing changes for a
+subclass. ``self.model`` stays the plain model; the training step runs as the
+forward of a DistributedDataParallel module holding the model and every other
+parameter of ``self.optimizer`` (:func:`~invproto.distributed.replicate`), so
+gradients are averaged over the ranks however :meth:`train_step` reaches the
+model. Other optimizers the iterator builds in :meth:`build_components` (a
+GAN discriminator's, say) average their gradients over the ranks before each
+step. Each rank sees ``batch_size / world_size`` examples of every global
+batch; logged scalars are means over the ranks; rank 0 gathers the evaluation
+outputs of all ranks, runs the evaluation callbacks and writes checkpoints,
+wandb and ``results/`` -- the other ranks run no callbacks, save nothing and
+log into a throwaway directory. After the setup each rank reseeds torch with
+``seed + rank``, so random augmentations and sampling noise differ between
+ranks as they would between the examples of one batch.
 """
 
 from __future__ import annotations
@@ -33,6 +49,7 @@ from edflow.custom_logging import run
 from edflow.hooks.hook import Hook
 from edflow.iterators.template_iterator import TemplateIterator
 
+from invproto import distributed
 from invproto.artifacts import RunArtifacts
 from invproto.config.run import prepare_run
 from invproto.config.schema import OptimizerParams
@@ -49,7 +66,8 @@ def to_hwc(images: torch.Tensor) -> np.ndarray:
 
 
 def default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """CUDA when available (this rank's GPU under torchrun), else the CPU."""
+    return distributed.device()
 
 
 class Throughput:
@@ -70,8 +88,14 @@ class Throughput:
 class Iterator(TemplateIterator):
     def __init__(self, config, root, model, *args, **kwargs):
         self.settings = prepare_run(config)
+        distributed.setup()
+        if not distributed.is_main_process():
+            for integration in (config.get("integrations") or {}).values():
+                integration["active"] = False  # one wandb run: rank 0's
         os.environ.setdefault("WANDB_DIR", str(Path(run.root).resolve()))
         super().__init__(config, root, model, *args, **kwargs)
+        if not distributed.is_main_process():
+            self.evalhook.cbacks = {}  # rank 0 evaluates the gathered outputs of all ranks
         self.device = default_device()
         self.model = model.to(self.device)
         self.build_components()
@@ -82,6 +106,12 @@ class Iterator(TemplateIterator):
         self.artifacts = RunArtifacts(run.root)
         self.train_speed, self.inference_speed = Throughput(), Throughput()
         self.epoch_hooks.append(_ModelInfoHook(self))
+        self.replicated_step = None if config.get("test_mode", False) else distributed.replicate(
+            self.train_step, self.model, [p for group in self.optimizer.param_groups for p in group["params"]])
+        if distributed.is_distributed():
+            for optimizer in self._other_optimizers():
+                optimizer.register_step_pre_hook(_average_gradients_over_ranks)
+            torch.manual_seed(self.settings.seed + distributed.rank())
 
     # --- to implement -------------------------------------------------------
     def train_step(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
@@ -103,6 +133,11 @@ class Iterator(TemplateIterator):
     def trainable_parameters(self):
         return self.model.parameters()
 
+    def _other_optimizers(self) -> list[torch.optim.Optimizer]:
+        """The optimizers the iterator built besides ``self.optimizer``."""
+        return [value for value in vars(self).values()
+                if isinstance(value, torch.optim.Optimizer) and value is not self.optimizer]
+
     def parameter_groups(self) -> list[dict]:
         """Optimizer parameter groups (``torch.optim`` style); all trainable parameters share ``optimizer``.
 
@@ -115,23 +150,24 @@ class Iterator(TemplateIterator):
     # --- edflow step -------------------------------------------------------
     def step_op(self, model, **batch):
         tensors = self.to_tensors(batch)
-        n_images = len(batch["index_"])
+        n_images = len(batch["index_"]) * distributed.world_size()  # of the global batch
         trained: dict = {}
 
         def train_op():
             start = time.perf_counter()
             self.model.train()
-            loss, scalars = self.train_step(tensors)
-            self.optimize(loss)
+            loss, scalars = (self.replicated_step or self.train_step)(tensors)
+            mean_loss = self.optimize(loss)
             self._synchronize()
             self.train_speed.add(n_images, time.perf_counter() - start)
-            trained["scalars"] = {**scalars, "loss": loss.item(), "lr": self.schedule.get_last_lr()[0]}
+            trained["scalars"] = {**scalars, "loss": mean_loss, "lr": self.schedule.get_last_lr()[0]}
 
         def log_op():
             self.model.eval()
             with torch.no_grad():
                 logs = self.log_step(tensors)
-            logs["scalars"] = {**logs.get("scalars", {}), **trained.get("scalars", {})}
+            logs["scalars"] = distributed.mean_scalars_over_ranks(
+                {**logs.get("scalars", {}), **trained.get("scalars", {})})
             self.artifacts.append_metrics({"step": self.get_global_step(), "phase": self.get_split(),
                                            **logs["scalars"]})
             return logs
@@ -143,9 +179,23 @@ class Iterator(TemplateIterator):
                 outputs = self.eval_step(tensors)
             self._synchronize()
             self.inference_speed.add(n_images, time.perf_counter() - start)
+            if distributed.is_distributed():
+                outputs = self._gather_outputs(outputs, batch["index_"])
             return {"labels": outputs}
 
         return {"train_op": train_op, "log_op": log_op, "eval_op": eval_op}
+
+    def _gather_outputs(self, outputs: dict[str, np.ndarray], indices: np.ndarray) -> dict[str, np.ndarray]:
+        """Rank 0: the outputs of the whole global batch, which edflow's evaluation hook stores; other ranks: their own.
+
+        The hook stores outputs at the dataset indices it read from the batch
+        before the step (``idxs``); on rank 0 these become the gathered indices.
+        """
+        gathered = distributed.gather_to_main((indices, outputs))
+        if gathered is None:
+            return outputs
+        self.evalhook.idxs = np.concatenate([np.asarray(i, dtype=int) for i, _ in gathered])
+        return {key: np.concatenate([part[key] for _, part in gathered]) for key in outputs}
 
     def to_tensors(self, batch: Mapping) -> Batch:
         """Numeric batch entries as tensors on the device; 4-d image arrays NHWC -> NCHW."""
@@ -158,11 +208,12 @@ class Iterator(TemplateIterator):
                 tensors[key] = tensor.to(self.device, non_blocking=True).contiguous()
         return tensors
 
-    def optimize(self, loss: torch.Tensor) -> None:
-        """One optimizer + schedule step; stops the run on a non-finite loss."""
-        if not torch.isfinite(loss):
+    def optimize(self, loss: torch.Tensor) -> float:
+        """One optimizer + schedule step; returns the loss averaged over the ranks, stops the run when it is not finite."""
+        mean_loss = float(distributed.mean_over_ranks(loss.detach()))
+        if not np.isfinite(mean_loss):
             raise SystemExit(
-                f"invproto: loss is {float(loss)} at step {self.get_global_step()}; lower optimizer.lr "
+                f"invproto: loss is {mean_loss} at step {self.get_global_step()}; lower optimizer.lr "
                 f"(now {self.schedule.get_last_lr()[0]:g}) or set optimizer.grad_clip_norm, then resume "
                 f"from the last checkpoint in {run.checkpoints} (it is intact)")
         self.optimizer.zero_grad(set_to_none=True)
@@ -171,6 +222,7 @@ class Iterator(TemplateIterator):
             torch.nn.utils.clip_grad_norm_(self.trainable_parameters(), self.grad_clip_norm)
         self.optimizer.step()
         self.schedule.step()
+        return mean_loss
 
     def _synchronize(self) -> None:
         if self.device.type == "cuda":
@@ -196,7 +248,9 @@ class Iterator(TemplateIterator):
         self.schedule.load_state_dict(state["schedule"])
 
     def save(self, checkpoint_path: str) -> None:
-        atomic_torch_save(self.checkpoint_state(), checkpoint_path)
+        """Write the checkpoint -- on rank 0 only: every rank holds the same state."""
+        if distributed.is_main_process():
+            atomic_torch_save(self.checkpoint_state(), checkpoint_path)
 
     def restore(self, checkpoint_path: str) -> None:
         state = load_checkpoint(checkpoint_path, self.model, "checkpoint",
@@ -223,6 +277,7 @@ class Iterator(TemplateIterator):
             "inference_images_per_s": self.inference_speed.images_per_s,
             "device": str(self.device) + (f" ({torch.cuda.get_device_name(self.device)})"
                                           if self.device.type == "cuda" else ""),
+            "processes": distributed.world_size(),
             "global_step": self.get_global_step(),
         }
 
@@ -236,6 +291,11 @@ class Iterator(TemplateIterator):
             wandb = sys.modules.get("wandb")  # imported by edflow only when the integration is active
             if wandb is not None and wandb.run is not None:
                 wandb.finish()
+
+
+def _average_gradients_over_ranks(optimizer: torch.optim.Optimizer, args, kwargs) -> None:
+    """Optimizer step pre-hook: the gradients of ``optimizer``'s parameters, averaged over the ranks."""
+    distributed.average_gradients(p for group in optimizer.param_groups for p in group["params"])
 
 
 class _ModelInfoHook(Hook):

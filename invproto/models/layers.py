@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from invproto.distributed import sum_over_ranks
+
 
 class ActNorm(nn.Module):
     """Per-channel affine normalisation ``y = (x + loc) * exp(log_scale)``.
@@ -12,7 +14,10 @@ class ActNorm(nn.Module):
     Data-dependent initialisation (Kingma & Dhariwal, 2018): on the first
     forward pass in training mode, ``loc`` and ``log_scale`` are set so that
     the output of that batch has zero mean and unit variance per channel.
-    Works on ``(N, C)`` and ``(N, C, H, W)`` inputs; channel axis 1.
+    Under torchrun that batch is the global one: every rank contributes its
+    part to the sums, so all ranks start from the initialisation a single
+    process would compute. Works on ``(N, C)`` and ``(N, C, H, W)`` inputs;
+    channel axis 1.
     """
 
     def __init__(self, num_channels: int, eps: float = 1e-6):
@@ -27,9 +32,13 @@ class ActNorm(nn.Module):
 
     @torch.no_grad()
     def _initialize(self, x: torch.Tensor) -> None:
+        """``loc`` = -mean, ``log_scale`` = -log(std + eps) per channel, std with Bessel's correction."""
         per_channel = x.transpose(0, 1).reshape(x.shape[1], -1)
-        self.loc.copy_(-per_channel.mean(dim=1))
-        self.log_scale.copy_(-torch.log(per_channel.std(dim=1) + self.eps))
+        count = sum_over_ranks(per_channel.new_tensor(per_channel.shape[1]))
+        mean = sum_over_ranks(per_channel.sum(dim=1)) / count
+        variance = sum_over_ranks(((per_channel - mean[:, None]) ** 2).sum(dim=1)) / (count - 1)
+        self.loc.copy_(-mean)
+        self.log_scale.copy_(-torch.log(variance.sqrt() + self.eps))
         self.initialized.fill_(True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
