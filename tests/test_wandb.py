@@ -1,4 +1,4 @@
-"""Stacking configs/project.yaml logs to wandb; offline runs hold the scalars and are finished."""
+"""Stacking configs/project.yaml logs to wandb; offline runs hold the scalars and images and are finished."""
 
 import struct
 
@@ -48,4 +48,5 @@ def test_offline_wandb_run_holds_scalars_and_evaluation_metrics(tmp_path):
               for r in records if r.WhichOneof("record_type") == "history" for item in r.history.item}
     assert {"train/log_op/loss", "train/log_op/accuracy", "validation/log_op/loss"} <= logged
     assert "validation/eval_op/accuracy/accuracy" in logged
+    assert "train/log_op/inputs/_type" in logged  # log_step images become wandb image media
     assert any(r.WhichOneof("record_type") == "exit" for r in records), "wandb.finish() was not called"
