@@ -95,7 +95,7 @@ class RunConfig:
     optimizer: OptimizerParams = field(default_factory=OptimizerParams)
     seed: int = 0
     # schedule and logging (edflow)
-    batch_size: int = MISSING
+    batch_size: int = MISSING  # the global batch: split evenly across torchrun processes
     test_batch_size: Optional[int] = None
     num_epochs: Optional[int] = None
     num_steps: Optional[int] = None
