@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -42,3 +43,17 @@ def shared_data() -> Path:
 def make_config():
     """:func:`run_config` as a fixture."""
     return run_config
+
+
+@pytest.fixture(autouse=True)
+def fresh_edflow_run():
+    """Give every in-process test its own edflow run directory.
+
+    edflow's ``run`` singleton ignores ``run.init`` once it is initialised, so a
+    test would otherwise reuse (and, on a ``SystemExit`` inside
+    ``abort_cleanly``, delete) the run directory of an earlier test.
+    """
+    yield
+    custom_logging = sys.modules.get("edflow.custom_logging")
+    if custom_logging is not None:
+        custom_logging.run.exists = False

@@ -32,7 +32,6 @@ from omegaconf import DictConfig
 
 from invproto.config.schema import DataParams
 from invproto.config.validation import check_section, validate_run_config
-from invproto.distributed import Shard, world_size
 
 _prepared: tuple[Mapping, DictConfig] | None = None
 
@@ -44,6 +43,9 @@ def prepare_run(config: dict) -> DictConfig:
         return _prepared[1]
     with abort_cleanly():
         view = validate_run_config(config)
+        # imported only now: it imports torch (seconds), and a config error must not wait for that
+        from invproto.distributed import Shard, world_size
+
         if "batch_size" in config:  # training and evaluation configs (edexplore's need none)
             Shard.this_process().local_batch_size(config["batch_size"])
     seed_everything(view.seed)
