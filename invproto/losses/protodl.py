@@ -1,7 +1,8 @@
 """The prototypeDL objective (Li et al. 2018), with squared L2 norms as in the paper.
 
 On a batch of ``N`` images with ``(N, P)`` squared latent distances
-``d_ij = ||f(x_i) - p_j||^2``::
+``d_ij = ||f(x_i) - p_j||^2 / L`` (per latent dimension, see
+:mod:`invproto.models.protodl`)::
 
     loss = class_weight * CE + reconstruction_weight * R + r1_weight * R1 + r2_weight * R2
 

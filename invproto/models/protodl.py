@@ -2,7 +2,8 @@
 
 A convolutional autoencoder maps an image to a latent vector ``z = f(x)``
 (the flattened last feature map); ``P`` prototypes ``p_j`` live in that latent
-space. The classifier reads the squared distances ``d_j = ||z - p_j||^2``::
+space. The classifier reads their squared distances per latent dimension,
+``d_j = ||z - p_j||^2 / L``::
 
     logits = W (-d) + b
 
@@ -35,6 +36,14 @@ each prototype; it needs the paper's 1500 epochs, while the normalised one
 learns at a plain CNN's pace (measured on MNIST: 73% vs 18% validation accuracy
 after 66 steps of classification alone).
 
+The distances are divided by ``L`` (a mean squared difference per latent
+dimension): a standardised latent puts ``||z - p||^2`` near ``2 L``, so
+unnormalised the logits start huge (cross-entropy ~20) and ``R1``/``R2``
+outweigh the classification term by an amount that grows with the encoder's
+width. Per dimension they stay O(1) at any width, as the paper's 40-d
+sigmoid latent kept them, and its loss weights keep their balance (measured
+on Fashion-MNIST, 4 epochs: 0.898 vs 0.888 validation accuracy).
+
 Shapes: ``N`` images ``(N, C_img, S, S)``, ``L`` latent dimensions
 (``channels[-1] * s * s``), ``P`` prototypes, ``K`` classes.
 """
@@ -58,7 +67,7 @@ DECODERS = ("upconv", "deconv")
 @dataclass
 class ProtoDLOutput:
     """``latent`` ``(N, L)``, ``reconstruction`` ``(N, C_img, S, S)`` (unclamped),
-    ``distances`` ``(N, P)`` squared latent distances to the prototypes, ``logits`` ``(N, K)``."""
+    ``distances`` ``(N, P)`` squared latent distances to the prototypes per dimension, ``logits`` ``(N, K)``."""
 
     latent: torch.Tensor
     reconstruction: torch.Tensor
@@ -139,8 +148,9 @@ class ProtoDL(Model, PrototypeModel):
         return self.decoder(latent.view(-1, *self.latent_shape))
 
     def prototype_distances(self, latent: torch.Tensor) -> torch.Tensor:
-        """``(N, L)`` latents -> ``(N, P)`` squared Euclidean distances to the prototypes."""
-        return torch.cdist(latent, self.prototypes, compute_mode="donot_use_mm_for_euclid_dist").square()
+        """``(N, L)`` latents -> ``(N, P)`` squared Euclidean distances to the prototypes, divided by ``L``."""
+        squared = torch.cdist(latent, self.prototypes, compute_mode="donot_use_mm_for_euclid_dist").square()
+        return squared / self.latent_dim
 
     def forward(self, images: torch.Tensor) -> ProtoDLOutput:
         latent = self.encode(images)
