@@ -20,4 +20,4 @@ quickstart: install
 
 test: install
 	bash tools/install_browser.sh   # Debian's chromium + chromedriver for tests/test_demo_browser.py
-	INVPROTO_DATA=$${INVPROTO_DATA:-$(DATA)} WANDB_MODE=offline $(PY) -m pytest -q tests
+	INVPROTO_DATA=$${INVPROTO_DATA:-$(DATA)} WANDB_MODE=offline $(PY) -m pytest -q --durations=20 tests
