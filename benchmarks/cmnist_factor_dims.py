@@ -23,7 +23,7 @@ import argparse
 from pathlib import Path
 
 from benchmarks.results_io import write_result
-from benchmarks.runs import edflow, latest_run, scores, train_config
+from benchmarks.runs import edflow, latest_run, scores
 
 DIMEVAL = "configs/cmnist_dimeval.yaml"
 REFERENCE = {"clf": [22, 11, 31], "ae": [13, 17, 34]}

@@ -30,8 +30,8 @@ from pathlib import Path
 import torch
 import yaml
 
-from benchmarks.results_io import write_result
-from benchmarks.runs import REPO, edflow, latest_run, scores, train_config
+from benchmarks.results_io import write_results
+from benchmarks.runs import REPO, edflow, latest_run, train_and_test, train_config
 from invproto.models.base import load_checkpoint
 from invproto.models.classifier import Classifier
 from invproto.models.protoflow import LatentPrototypeFlow
@@ -104,13 +104,9 @@ def main() -> None:
     name = f"bench_{args.dataset}_protoflow"
     schedule = [*(["--num_epochs", str(args.epochs)] if args.epochs else []),
                 *(["--num_steps", str(args.steps)] if args.steps else [])]
-    train_wall, _ = edflow("-b", config, "-t", "-n", name, "--model_params/first_stage/checkpoint", str(first_stage),
-                           *schedule)
-    run = latest_run(name)
-    validation = scores(run)["final"]
-    edflow("-p", str(train_config(run)), "--datasets/validation", f"invproto.data.{prefix}Test")
-    test = scores(run)["final"]
-    assert test["dataset"] == f"invproto.data.{prefix}Test"
+    run, validation, test, train_wall = train_and_test(
+        config, name, ["--model_params/first_stage/checkpoint", str(first_stage), *schedule],
+        f"invproto.data.{prefix}Test")
     wall = time.perf_counter() - start
     common = dict(command=f"edflow -b {config} -t --model_params/first_stage/checkpoint <mnist_ae_cpu checkpoint> "
                           f"&& edflow -p <run>/configs/<train>.yaml --datasets/validation invproto.data.{prefix}Test",
@@ -124,11 +120,7 @@ def main() -> None:
         rate = decoded_prototype_class_rate(run, mnist_classifier(args.classifier))
         figures.append(("mnist_protoflow.decoded_prototype_class_rate", round(rate, 4), "fraction",
                         DECODED_CLASS_RATE_TARGET))
-    for name, value, unit, figure_target in figures:
-        if args.dry_run:
-            print(f"{name}: {value} {unit} (target {figure_target}) [dry run, not written]")
-        else:
-            write_result(name, value, unit, figure_target, wall, **common)
+    write_results(figures, wall, args.dry_run, **common)
     print(f"wall time: {wall:.0f} s")
 
 

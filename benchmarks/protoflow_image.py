@@ -23,8 +23,8 @@ from __future__ import annotations
 import argparse
 import time
 
-from benchmarks.results_io import write_result
-from benchmarks.runs import edflow, latest_run, scores, train_config
+from benchmarks.results_io import write_results
+from benchmarks.runs import train_and_test
 
 CONFIG = "configs/mnist_protoflow_image.yaml"
 ACCURACY_TARGET = 0.985  # the invproto MNIST classifier's level (configs/mnist_clf.yaml)
@@ -45,12 +45,7 @@ def main() -> None:
     schedule = [*(["--num_epochs", str(args.epochs)] if args.epochs else []),
                 *(["--num_steps", str(args.steps)] if args.steps else []),
                 *(arg for key, value in args.override for arg in (f"--{key}", value))]
-    train_wall, _ = edflow("-b", CONFIG, "-t", "-n", name, *schedule)
-    run = latest_run(name)
-    validation = scores(run)["final"]
-    edflow("-p", str(train_config(run)), "--datasets/validation", "invproto.data.MNISTTest")
-    test = scores(run)["final"]
-    assert test["dataset"] == "invproto.data.MNISTTest", test
+    run, validation, test, train_wall = train_and_test(CONFIG, name, schedule, "invproto.data.MNISTTest")
     wall = time.perf_counter() - start
     common = dict(command=f"edflow -b {CONFIG} -t {' '.join(schedule)} && edflow -p <run>/configs/<train>.yaml "
                           f"--datasets/validation invproto.data.MNISTTest".replace("  ", " "),
@@ -61,11 +56,7 @@ def main() -> None:
                   dead_prototypes=int(test["dead_prototypes"]), run=str(run.relative_to(run.parents[1])))
     figures = [("mnist_protoflow_image.test_accuracy", round(test["accuracy"], 4), "fraction", ACCURACY_TARGET),
                ("mnist_protoflow_image.bpd", round(test["bits_per_dim"], 4), "bits/dim (8-bit, test)", BPD_TARGET)]
-    for figure, value, unit, target in figures:
-        if args.dry_run:
-            print(f"{figure}: {value} {unit} (target {target}) [dry run, not written] {common}")
-        else:
-            write_result(figure, value, unit, target, wall, **common)
+    write_results(figures, wall, args.dry_run, **common)
     print(f"test ECE: {test['ece']:.4f}; wall time: {wall:.0f} s")
 
 

@@ -57,3 +57,13 @@ def write_result(name: str, value, unit: str, target, wall_s: float, command: st
     path.write_text(json.dumps(record, indent=2) + "\n")
     print(f"{name}: {value} {unit} (target {target}) -> {path}")
     return path
+
+
+def write_results(figures: list[tuple[str, object, str, object]], wall_s: float, dry_run: bool = False,
+                  **common) -> None:
+    """Write each ``(name, value, unit, target)`` with the shared ``common`` fields; ``dry_run`` only prints."""
+    for name, value, unit, target in figures:
+        if dry_run:
+            print(f"{name}: {value} {unit} (target {target}) [dry run, not written] {common}")
+        else:
+            write_result(name, value, unit, target, wall_s, **common)

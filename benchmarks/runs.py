@@ -54,3 +54,18 @@ def iin_on_cpu_autoencoder(checkpoint: str | Path) -> list[str]:
     for key, value in first_stage.items():
         overrides += [f"--model_params/first_stage/model_params/{key}", str(value)]
     return overrides
+
+
+def train_and_test(config: str, name: str, overrides: list[str], test_split: str) -> tuple[Path, dict, dict, float]:
+    """Train ``edflow -b config -t -n name *overrides``, then evaluate its last checkpoint on ``test_split``.
+
+    Returns (run directory, final validation scores, test scores, training wall seconds).
+    """
+    train_wall, _ = edflow("-b", config, "-t", "-n", name, *overrides)
+    run = latest_run(name)
+    validation = scores(run)["final"]
+    edflow("-p", str(train_config(run)), "--datasets/validation", test_split)
+    test = scores(run)["final"]
+    if test["dataset"] != test_split:
+        raise RuntimeError(f"{run}: the last evaluation is on {test['dataset']}, not {test_split}")
+    return run, validation, test, train_wall

@@ -14,6 +14,8 @@ import sys
 import time
 from pathlib import Path
 
+import yaml
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 EDFLOW = str(Path(sys.executable).with_name("edflow"))
@@ -59,6 +61,18 @@ class EdflowRunner:
     @staticmethod
     def train_config(run: Path) -> Path:
         return sorted((run / "configs").glob("train_*.yaml"))[-1]
+
+    def train(self, config: str, name: str, *args: str) -> Path:
+        """``edflow -b config -t -n name *args``, which must succeed; the run directory."""
+        result = self("-b", config, "-t", *args, "-n", name)
+        assert result.returncode == 0, result.stderr[-3000:]
+        return self.run_dir(name)
+
+    def evaluate(self, run: Path, *args: str) -> tuple[subprocess.CompletedProcess, dict]:
+        """``edflow -p <run's train config> *args``, which must succeed; its output and ``results/scores.yaml``."""
+        result = self("-p", str(self.train_config(run)), *args)
+        assert result.returncode == 0, result.stderr[-3000:]
+        return result, yaml.safe_load((run / "results" / "scores.yaml").read_text())
 
     @staticmethod
     def wait_for(path_glob, directory: Path, timeout: float = 300) -> Path:

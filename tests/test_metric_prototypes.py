@@ -273,13 +273,9 @@ QUICK_MGP = ["--batch_size", "32", "--data/validation_size", "256", "--optimizer
 @pytest.mark.skipif(not (SHARED_DATA / "mnist").is_dir(), reason="needs ../shared/data")
 def test_edflow_trains_and_evaluates_metric_guided_prototypes(tmp_path):
     runner = EdflowRunner(tmp_path)
-    result = runner("-b", "configs/mnist_mgp.yaml", "-t", *QUICK_MGP, "-n", "mgp")
-    assert result.returncode == 0, result.stderr[-3000:]
-    run = runner.run_dir("mgp")
-    result = runner("-p", str(runner.train_config(run)))
-    assert result.returncode == 0, result.stderr[-3000:]
+    run = runner.train("configs/mnist_mgp.yaml", "mgp", *QUICK_MGP)
+    result, scores = runner.evaluate(run)
     assert "invproto: average_cost at step 30 on invproto.data.MNISTValidation" in result.stdout
-    scores = yaml.safe_load((run / "results" / "scores.yaml").read_text())
     final = scores["final"]
     assert final == scores["evaluations"][-1] and final["step"] == 30
     assert 0.5 < final["accuracy"] <= 1.0, "30 steps should be far above chance (0.1)"

@@ -136,14 +136,9 @@ QUICK_PROTODL = ["--batch_size", "64", "--data/validation_size", "256", "--optim
 @pytest.mark.skipif(not (SHARED_DATA / "mnist").is_dir(), reason="needs ../shared/data")
 def test_edflow_trains_protodl_and_evaluates_it_on_the_test_split(tmp_path):
     runner = EdflowRunner(tmp_path)
-    result = runner("-b", "configs/mnist_protodl.yaml", "-t", *QUICK_PROTODL, "-n", "protodl")
-    assert result.returncode == 0, result.stderr[-3000:]
-    run = runner.run_dir("protodl")
+    run = runner.train("configs/mnist_protodl.yaml", "protodl", *QUICK_PROTODL)
     checkpoint = run / "train" / "checkpoints" / "model-100.ckpt"
-    result = runner("-p", str(runner.train_config(run)), "-c", str(checkpoint),
-                    "--datasets/validation", "invproto.data.MNISTTest")
-    assert result.returncode == 0, result.stderr[-3000:]
-    scores = yaml.safe_load((run / "results" / "scores.yaml").read_text())
+    _, scores = runner.evaluate(run, "-c", str(checkpoint), "--datasets/validation", "invproto.data.MNISTTest")
     final = scores["final"]
     assert final["dataset"] == "invproto.data.MNISTTest" and final["step"] == 100
     assert 0.4 < final["accuracy"] <= 1.0, "100 steps should be well above chance (0.1)"
