@@ -18,7 +18,9 @@ Writes ``<dataset>_protoflow.test_accuracy`` and, for MNIST,
         [--first-stage logs/<mnist_ae_cpu run>/train/checkpoints/model-<step>.ckpt]
     INVPROTO_DATA=../shared/data .venv/bin/python -m benchmarks.protoflow_accuracy --dataset fashionmnist
 
-``--epochs``/``--steps`` shorten the run and ``--dry-run`` writes no result (smoke tests).
+``--tta-num N`` evaluates the test split a second time with N augmented views
+per image (ProtoFlow's test-time augmentation); the figures then use it and
+the plain ones are stored beside them. ``--epochs``/``--steps`` shorten the run and ``--dry-run`` writes no result (smoke tests).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ import torch
 import yaml
 
 from benchmarks.results_io import write_results
-from benchmarks.runs import REPO, edflow, latest_run, train_and_test, train_config
+from benchmarks.runs import REPO, edflow, evaluate, latest_run, train_and_test, train_config
 from invproto.models.base import load_checkpoint
 from invproto.models.classifier import Classifier
 from invproto.models.protoflow import LatentPrototypeFlow
@@ -94,6 +96,8 @@ def main() -> None:
     parser.add_argument("--classifier", type=Path, help="configs/mnist_clf.yaml checkpoint (MNIST only)")
     parser.add_argument("--epochs", type=int, help="training epochs (default: the config's)")
     parser.add_argument("--steps", type=int, help="stop training after this many steps (smoke tests)")
+    parser.add_argument("--tta-num", type=int, default=0,
+                        help="also evaluate with this many augmented views per test image; the figures use it")
     parser.add_argument("--dry-run", action="store_true", help="print the figures, write no result file")
     args = parser.parse_args()
 
@@ -107,13 +111,16 @@ def main() -> None:
     run, validation, test, train_wall = train_and_test(
         config, name, ["--model_params/first_stage/checkpoint", str(first_stage), *schedule],
         f"invproto.data.{prefix}Test")
+    tta = {}
+    if args.tta_num:
+        tta = {"tta_num": args.tta_num, "test_accuracy_without_tta": round(test["accuracy"], 4),
+               "test_ece_without_tta": round(test["ece"], 4)}
+        test = evaluate(run, f"invproto.data.{prefix}Test", "--iterator_params/tta_num", str(args.tta_num))
     wall = time.perf_counter() - start
-    common = dict(command=f"edflow -b {config} -t --model_params/first_stage/checkpoint <mnist_ae_cpu checkpoint> "
-                          f"&& edflow -p <run>/configs/<train>.yaml --datasets/validation invproto.data.{prefix}Test",
-                  steps=test["step"], train_wall_s=round(train_wall, 1), first_stage=str(first_stage),
+    common = dict(steps=test["step"], train_wall_s=round(train_wall, 1), first_stage=str(first_stage),
                   validation_accuracy=round(validation["accuracy"], 4),
                   test_bits_per_dim=round(test["bits_per_dim"], 4),
-                  dead_prototypes=int(test["dead_prototypes"]), run=str(run.relative_to(run.parents[1])))
+                  dead_prototypes=int(test["dead_prototypes"]), run=str(run.relative_to(run.parents[1])), **tta)
     figures = [(f"{args.dataset}_protoflow.test_accuracy", round(test["accuracy"], 4), "fraction", target),
                (f"{args.dataset}_protoflow.ece", round(test["ece"], 4), "fraction (15 bins)", None)]
     if args.dataset == "mnist":

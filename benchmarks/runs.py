@@ -56,6 +56,15 @@ def iin_on_cpu_autoencoder(checkpoint: str | Path) -> list[str]:
     return overrides
 
 
+def evaluate(run: Path, split: str, *args: str) -> dict:
+    """``edflow -p`` of ``run``'s last checkpoint on the dataset ``split``; the scores it wrote."""
+    edflow("-p", str(train_config(run)), "--datasets/validation", split, *args)
+    result = scores(run)["final"]
+    if result["dataset"] != split:
+        raise RuntimeError(f"{run}: the last evaluation is on {result['dataset']}, not {split}")
+    return result
+
+
 def train_and_test(config: str, name: str, overrides: list[str], test_split: str) -> tuple[Path, dict, dict, float]:
     """Train ``edflow -b config -t -n name *overrides``, then evaluate its last checkpoint on ``test_split``.
 
@@ -64,8 +73,4 @@ def train_and_test(config: str, name: str, overrides: list[str], test_split: str
     train_wall, _ = edflow("-b", config, "-t", "-n", name, *overrides)
     run = latest_run(name)
     validation = scores(run)["final"]
-    edflow("-p", str(train_config(run)), "--datasets/validation", test_split)
-    test = scores(run)["final"]
-    if test["dataset"] != test_split:
-        raise RuntimeError(f"{run}: the last evaluation is on {test['dataset']}, not {test_split}")
-    return run, validation, test, train_wall
+    return run, validation, evaluate(run, test_split), train_wall
