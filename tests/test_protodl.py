@@ -130,7 +130,8 @@ def test_configs_pass_validation(name):
 
 
 QUICK_PROTODL = ["--batch_size", "64", "--data/validation_size", "256", "--optimizer/warmup_steps", "0",
-                 "--log_freq", "50", "--num_steps", "100", "--model_params/channels", "[16, 16, 16, 8]"]
+                 "--log_freq", "50", "--num_steps", "100", "--model_params/channels", "[16, 16, 16, 8]",
+                 "--iterator_params/augment_shift", "1"]
 
 
 @pytest.mark.skipif(not (SHARED_DATA / "mnist").is_dir(), reason="needs ../shared/data")

@@ -15,7 +15,7 @@ import yaml
 
 from conftest import run_config
 from invproto.config.validation import validate_run_config
-from invproto.iterators.protoflow import augment
+from invproto.data.augment import augment
 from invproto.losses.protoflow import (ProtoFlowLoss, bits_per_dim, conditional_bits_per_dim,
                                        marginal_log_likelihood)
 from invproto.models.autoencoder import Autoencoder

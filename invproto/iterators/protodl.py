@@ -3,7 +3,10 @@
 The model is a :class:`~invproto.models.protodl.ProtoDL`; the loss is
 ``config["loss"]``, by default :class:`~invproto.losses.protodl.ProtoDLLoss`
 with the paper's weights. Logged: the loss terms, inputs, their
-reconstructions and the decoded prototypes. After every epoch the validation
+reconstructions and the decoded prototypes. Optional augmentation: each
+training image shifted by up to ``augment_shift`` pixels (the paper trained
+on elastically deformed MNIST digits); the autoencoder reconstructs the
+shifted image. After every epoch the validation
 split is scored by ``prototype_accuracy``; select the checkpoint on those
 scores, and evaluate only the selected one on the test split.
 """
@@ -18,6 +21,7 @@ import torch
 from invproto.callbacks.prototypes import prototype_accuracy, prototype_labels
 from invproto.config import instantiate
 from invproto.config.run import prepare_run
+from invproto.data.augment import augment
 from invproto.iterators.base import Batch, Iterator, to_hwc
 
 
@@ -28,6 +32,7 @@ class ProtoDLIterator(Iterator):
     class Params:
         n_log_images: int = 16  # inputs / reconstructions per logged grid
         classifier_lr_factor: float = 10.0  # learning rate of the last (linear) layer / optimizer.lr
+        augment_shift: int = 0  # random shift of each training image, up to this many pixels per axis
 
     callbacks = {"eval_op": {"prototype_accuracy": prototype_accuracy}}
     default_loss = {"target": "invproto.losses.protodl.ProtoDLLoss"}
@@ -52,7 +57,8 @@ class ProtoDLIterator(Iterator):
                 {"params": classifier, "lr": self.settings.optimizer.lr * self.params.classifier_lr_factor}]
 
     def train_step(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
-        return self.loss(self.model(batch["image"]), batch["image"], batch["class"])
+        images = augment(batch["image"], self.params.augment_shift, flip=False)
+        return self.loss(self.model(images), images, batch["class"])
 
     def log_step(self, batch: Batch) -> dict:
         output = self.model(batch["image"])

@@ -35,12 +35,12 @@ from typing import Optional
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from edflow.hooks.hook import Hook
 
 from invproto.callbacks.prototypes import prototype_accuracy, prototype_labels
 from invproto.config import instantiate
 from invproto.config.run import abort_cleanly
+from invproto.data.augment import augment
 from invproto.data.base import dataset_examples
 from invproto.io import save_grid
 from invproto.iterators.base import Batch, Iterator, to_hwc
@@ -48,31 +48,6 @@ from invproto.losses.protoflow import bits_per_dim, marginal_log_likelihood
 from invproto.models.prototype_model import Explanation
 
 DEFAULT_LOSS = {"target": "invproto.losses.protoflow.ProtoFlowLoss"}
-
-
-def augment(images: torch.Tensor, max_shift: int, flip: bool,
-            generator: torch.Generator | None = None) -> torch.Tensor:
-    """``(N, C, H, W)`` -> the same shape, each image shifted by its own random offset.
-
-    Offsets are uniform in ``[-max_shift, max_shift]`` pixels per axis; the
-    uncovered border repeats the edge pixels. With ``flip`` each image is
-    mirrored left-right with probability 1/2 first. ``generator`` (CPU) makes
-    the draws reproducible.
-    """
-    n, channels, height, width = images.shape
-    device = images.device
-    if flip:
-        flipped = (torch.rand(n, generator=generator) < 0.5).to(device)
-        images = torch.where(flipped[:, None, None, None], images.flip(3), images)
-    if max_shift > 0:
-        padded = F.pad(images, [max_shift] * 4, mode="replicate")
-        top, left = torch.randint(0, 2 * max_shift + 1, (2, n), generator=generator).to(device)
-        rows = top[:, None] + torch.arange(height, device=device)
-        cols = left[:, None] + torch.arange(width, device=device)
-        images = padded[torch.arange(n, device=device)[:, None, None, None],
-                        torch.arange(channels, device=device)[None, :, None, None],
-                        rows[:, None, :, None], cols[:, None, None, :]]
-    return images
 
 
 class ProtoFlowIterator(Iterator):
