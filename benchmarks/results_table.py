@@ -16,13 +16,18 @@ from benchmarks.runs import REPO
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 
 
+def cell(value) -> str:
+    """``value`` as text for a Markdown table cell (``|`` escaped, as GitHub's tables require)."""
+    return str(value).replace("|", "\\|")
+
+
 def table() -> str:
     rows = ["| figure | value | target | device | wall (s) | date | command |",
             "|---|---|---|---|---|---|---|"]
     for path in sorted(RESULTS_DIR.glob("*.json")):
         r = json.loads(path.read_text())
-        rows.append(f"| `{path.stem}` | {r['value']} {r['unit']} | {r['target']} | {r['device']} | "
-                    f"{r['wall_s']} | {r['date']} | `{r['command']}` |")
+        rows.append(f"| `{path.stem}` | {cell(r['value'])} {cell(r['unit'])} | {cell(r['target'])} | "
+                    f"{cell(r['device'])} | {r['wall_s']} | {r['date']} | `{cell(r['command'])}` |")
     return "\n".join(rows)
 
 
