@@ -57,3 +57,14 @@ def fresh_edflow_run():
     custom_logging = sys.modules.get("edflow.custom_logging")
     if custom_logging is not None:
         custom_logging.run.exists = False
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for a test module of tiny tensors: extra threads only add contention on a busy machine."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
