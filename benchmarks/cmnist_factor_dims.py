@@ -23,19 +23,10 @@ import argparse
 from pathlib import Path
 
 from benchmarks.results_io import write_result
-from benchmarks.runs import edflow, latest_run, scores
+from benchmarks.runs import edflow, latest_run, newest_checkpoint, scores, train
 
 DIMEVAL = "configs/cmnist_dimeval.yaml"
 REFERENCE = {"clf": [22, 11, 31], "ae": [13, 17, 34]}
-
-
-def last_checkpoint(run: Path) -> Path:
-    return max((run / "train" / "checkpoints").glob("model-*.ckpt"), key=lambda p: int(p.stem.split("-")[1]))
-
-
-def train(config: str, name: str, overrides: list[str]) -> tuple[Path, float]:
-    wall, _ = edflow("-b", config, "-t", "-n", name, *overrides)
-    return latest_run(name), wall
 
 
 def factor_dims(config: str, checkpoint: Path, overrides: list[str]) -> tuple[list[int], float]:
@@ -52,13 +43,13 @@ def classifier_pipeline(args, width: list[str]) -> None:
         clf_run, clf_wall = Path(args.classifier_run), 0.0
     else:
         clf_run, clf_wall = train("configs/cmnist_clf.yaml", "bench_cmnist_clf",
-                                  [*width, "--num_epochs", str(args.epochs)])
-    clf_dims, clf_eval_wall = factor_dims("configs/cmnist_clf.yaml", last_checkpoint(clf_run), width)
-    diin_overrides = ["--model_params/first_stage/checkpoint", str(last_checkpoint(clf_run)),
+                                  *width, "--num_epochs", str(args.epochs))
+    clf_dims, clf_eval_wall = factor_dims("configs/cmnist_clf.yaml", newest_checkpoint(clf_run), width)
+    diin_overrides = ["--model_params/first_stage/checkpoint", str(newest_checkpoint(clf_run)),
                       "--model_params/first_stage/model_params/base_channels", str(args.base_channels),
                       "--model_params/factor_config", str(clf_dims), "--num_epochs", str(args.diin_epochs),
                       "--batch_size", "64", "--optimizer/lr", "1.0e-3"]
-    diin_run, diin_wall = train("configs/cmnist_clf_diin.yaml", "bench_cmnist_clf_diin", diin_overrides)
+    diin_run, diin_wall = train("configs/cmnist_clf_diin.yaml", "bench_cmnist_clf_diin", *diin_overrides)
     write_result("cmnist_clf.factor_dims", clf_dims, "dims [digit, colour, residual]", REFERENCE["clf"],
                  clf_wall + clf_eval_wall + diin_wall,
                  recipe=f"{args.epochs} epochs, base_channels {args.base_channels} (CPU recipe)",
@@ -75,8 +66,8 @@ def autoencoder_pipeline(args, width: list[str]) -> None:
                     "--optimizer/schedule", "cosine", "--loss/params/discriminator", "False",
                     "--eval_pipeline/callback_kwargs/fid_reconstruction/n_images", "100",
                     "--eval_pipeline/callback_kwargs/fid_samples/n_images", "100"]
-    ae_run, ae_wall = train("configs/cmnist_ae.yaml", "bench_cmnist_ae", ae_overrides)
-    ae_dims, ae_eval_wall = factor_dims("configs/cmnist_ae.yaml", last_checkpoint(ae_run), width)
+    ae_run, ae_wall = train("configs/cmnist_ae.yaml", "bench_cmnist_ae", *ae_overrides)
+    ae_dims, ae_eval_wall = factor_dims("configs/cmnist_ae.yaml", newest_checkpoint(ae_run), width)
     write_result("cmnist_ae.factor_dims", ae_dims, "dims [digit, colour, residual]", REFERENCE["ae"],
                  ae_wall + ae_eval_wall,
                  recipe=f"{args.epochs} epochs, base_channels {args.base_channels} (CPU recipe), no discriminator",

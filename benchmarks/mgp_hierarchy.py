@@ -20,9 +20,8 @@ from __future__ import annotations
 import argparse
 import time
 
-from benchmarks.protodl_accuracy import best_epoch, evaluate_on_test
 from benchmarks.results_io import write_result
-from benchmarks.runs import edflow, latest_run
+from benchmarks.runs import test_selected, train
 
 TEST_SPLIT = "invproto.data.FashionMNISTTest"
 RUNS = {"mgp": ["configs/fashionmnist_mgp.yaml"],
@@ -33,10 +32,8 @@ def train_select_test(kind: str, overrides: list[str]) -> dict:
     """Train one of :data:`RUNS`, select on validation, test; the test scores plus bookkeeping."""
     name = f"bench_fashionmnist_{kind}"
     start = time.perf_counter()
-    train_wall, _ = edflow("-b", *RUNS[kind], "-t", "-n", name, *overrides)
-    run = latest_run(name)
-    selected = best_epoch(run)
-    test = evaluate_on_test(run, selected["step"], TEST_SPLIT)
+    run, train_wall = train(RUNS[kind], name, *overrides)
+    selected, test = test_selected(run, TEST_SPLIT)
     print(f"{kind}: selected step {selected['step']} (validation accuracy {selected['accuracy']:.4f}) -> "
           f"test accuracy {test['accuracy']:.4f}, average cost {test['average_cost']:.4f}")
     return {**test, "wall_s": time.perf_counter() - start, "train_wall_s": round(train_wall, 1),

@@ -18,7 +18,7 @@ import argparse
 import torch
 
 from benchmarks.results_io import write_result
-from benchmarks.runs import edflow, latest_run, scores, train_config
+from benchmarks.runs import evaluate, train
 
 CONFIG = "configs/mnist_ae_cpu.yaml"
 FIDS = ("fid_reconstruction", "fid_samples")
@@ -40,12 +40,8 @@ def main() -> None:
 
     name = "bench_mnist_ae"
     monitoring = fid_overrides(args.train_fid_images) if args.train_fid_images else []
-    train_wall, _ = edflow("-b", CONFIG, "-t", "-n", name, "--num_epochs", str(args.epochs), *monitoring)
-    run = latest_run(name)
-    eval_wall, _ = edflow("-p", str(train_config(run)), "--datasets/validation", "invproto.data.MNISTTest",
-                          *fid_overrides(args.n_images))
-    test = scores(run)["final"]
-    assert test["dataset"] == "invproto.data.MNISTTest"
+    run, train_wall = train(CONFIG, name, "--num_epochs", str(args.epochs), *monitoring)
+    test, eval_wall = evaluate(run, "invproto.data.MNISTTest", *fid_overrides(args.n_images))
     common = dict(command=f"edflow -b {CONFIG} -t --num_epochs {args.epochs} && edflow -p <run>/configs/<train>.yaml "
                           f"--datasets/validation invproto.data.MNISTTest (FID n_images {args.n_images})",
                   epochs=args.epochs, steps=test["step"], n_images=args.n_images, train_wall_s=round(train_wall, 1),

@@ -9,17 +9,12 @@ official test split with `edflow -p`. Writes ``mnist_clf.test_accuracy``.
 from __future__ import annotations
 
 from benchmarks.results_io import write_result
-from benchmarks.runs import edflow, latest_run, scores, train_config
+from benchmarks.runs import train_and_test
 
 
 def main() -> None:
     name = "bench_mnist_clf"
-    train_wall, _ = edflow("-b", "configs/mnist_clf.yaml", "-t", "-n", name)
-    run = latest_run(name)
-    validation = scores(run)["final"]
-    edflow("-p", str(train_config(run)), "--datasets/validation", "invproto.data.MNISTTest")
-    test = scores(run)["final"]
-    assert test["dataset"] == "invproto.data.MNISTTest"
+    run, validation, test, train_wall = train_and_test("configs/mnist_clf.yaml", name, [], "invproto.data.MNISTTest")
     write_result("mnist_clf.test_accuracy", round(test["accuracy"], 4), "fraction", 0.985, train_wall,
                  command="edflow -b configs/mnist_clf.yaml -t && edflow -p <run>/configs/<train>.yaml "
                          "--datasets/validation invproto.data.MNISTTest",

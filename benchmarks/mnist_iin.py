@@ -20,7 +20,7 @@ import argparse
 import torch
 
 from benchmarks.results_io import write_result
-from benchmarks.runs import edflow, iin_on_cpu_autoencoder, latest_run, scores, train_config
+from benchmarks.runs import evaluate, iin_on_cpu_autoencoder, train
 
 IIN_REFERENCE_FID = 5.25
 
@@ -40,13 +40,9 @@ def main() -> None:
     args = parser.parse_args()
 
     name = "bench_mnist_iin"
-    train_wall, _ = edflow("-b", "configs/mnist_iin.yaml", "-t", "-n", name, "--num_epochs", str(args.epochs),
-                           *iin_on_cpu_autoencoder(args.first_stage), *fid_overrides(args.train_fid_images))
-    run = latest_run(name)
-    eval_wall, _ = edflow("-p", str(train_config(run)), "--datasets/validation", "invproto.data.MNISTTest",
-                          *fid_overrides(args.n_images))
-    test = scores(run)["final"]
-    assert test["dataset"] == "invproto.data.MNISTTest"
+    run, train_wall = train("configs/mnist_iin.yaml", name, "--num_epochs", str(args.epochs),
+                            *iin_on_cpu_autoencoder(args.first_stage), *fid_overrides(args.train_fid_images))
+    test, eval_wall = evaluate(run, "invproto.data.MNISTTest", *fid_overrides(args.n_images))
     write_result("mnist_iin.fid_samples", round(test["fid_samples"], 2), "FID", IIN_REFERENCE_FID,
                  train_wall + eval_wall, epochs=args.epochs, steps=test["step"], n_images=args.n_images,
                  first_stage=args.first_stage, train_wall_s=round(train_wall, 1), eval_wall_s=round(eval_wall, 1),

@@ -30,7 +30,7 @@ from __future__ import annotations
 import argparse
 
 from benchmarks.results_io import write_result
-from benchmarks.runs import edflow, latest_run, scores, train_config
+from benchmarks.runs import evaluate, train
 
 MNIST, SPRITES = "configs/mnist_partproto.yaml", "configs/sprites_partproto.yaml"
 
@@ -41,15 +41,11 @@ def train_and_test(config: str, name: str, test_split: str, steps: int | None, r
     schedule = ["--num_steps", str(steps)] if steps else []
     for key, value in overrides:
         schedule += [f"--{key}", value]
-    train_wall, _ = edflow("-b", config, "-t", "-n", name, *schedule)
-    run = latest_run(name)
-    evaluation = ["--datasets/validation", test_split,
-                  "--iterator_params/relevance_images_per_batch", str(relevance_images)]
-    eval_wall, _ = edflow("-p", str(train_config(run)), *evaluation)
-    test = scores(run)["final"]
-    assert test["dataset"] == test_split, test
+    run, train_wall = train(config, name, *schedule)
+    evaluation = ["--iterator_params/relevance_images_per_batch", str(relevance_images)]
+    test, eval_wall = evaluate(run, test_split, *evaluation)
     command = (f"edflow -b {config} -t {' '.join(schedule)} && edflow -p <run>/configs/<train>.yaml "
-               f"{' '.join(evaluation)}").replace("  ", " ")
+               f"--datasets/validation {test_split} {' '.join(evaluation)}").replace("  ", " ")
     info = {"steps": test["step"], "train_wall_s": round(train_wall, 1), "eval_wall_s": round(eval_wall, 1),
             "run": str(run.relative_to(run.parents[1]))}
     print(f"{name}: train {train_wall:.1f} s, test evaluation {eval_wall:.1f} s", flush=True)

@@ -16,28 +16,12 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 
 from benchmarks.results_io import write_result
-from benchmarks.runs import edflow, latest_run, scores, train_config
+from benchmarks.runs import scores, test_selected, train
 
 TARGETS = {"mnist": 0.99, "fashionmnist": 0.904}
 TEST_SPLITS = {"mnist": "invproto.data.MNISTTest", "fashionmnist": "invproto.data.FashionMNISTTest"}
-
-
-def best_epoch(run: Path, metric: str = "accuracy") -> dict:
-    """The ``per_epoch`` entry of ``run``'s scores with the highest validation ``metric`` (the later on ties)."""
-    entries = scores(run)["per_epoch"]
-    return max(entries, key=lambda entry: (entry[metric], entry["step"]))
-
-
-def evaluate_on_test(run: Path, step: int, test_split: str) -> dict:
-    """Evaluate the checkpoint of ``step`` on ``test_split``; its scores."""
-    checkpoint = run / "train" / "checkpoints" / f"model-{step}.ckpt"
-    edflow("-p", str(train_config(run)), "-c", str(checkpoint), "--datasets/validation", test_split)
-    test = scores(run)["final"]
-    assert test["dataset"] == test_split and test["step"] == step, test
-    return test
 
 
 def main() -> None:
@@ -53,10 +37,8 @@ def main() -> None:
                  *(["--num_steps", str(args.steps)] if args.steps else [])]
     name = f"bench_{args.dataset}_protodl"
     start = time.perf_counter()
-    train_wall, _ = edflow("-b", config, "-t", "-n", name, *overrides)
-    run = latest_run(name)
-    selected = best_epoch(run)
-    test = evaluate_on_test(run, selected["step"], TEST_SPLITS[args.dataset])
+    run, train_wall = train(config, name, *overrides)
+    selected, test = test_selected(run, TEST_SPLITS[args.dataset])
     wall = time.perf_counter() - start
     print(f"train {train_wall:.0f} s, total {wall:.0f} s; selected step {selected['step']} "
           f"(validation accuracy {selected['accuracy']:.4f}) -> test accuracy {test['accuracy']:.4f}")

@@ -33,7 +33,7 @@ import torch
 import yaml
 
 from benchmarks.results_io import write_results
-from benchmarks.runs import REPO, edflow, evaluate, latest_run, train_and_test, train_config
+from benchmarks.runs import REPO, evaluate, latest_run, newest_checkpoint, train, train_and_test, train_config
 from invproto.models.base import load_checkpoint
 from invproto.models.classifier import Classifier
 from invproto.models.protoflow import LatentPrototypeFlow
@@ -45,20 +45,15 @@ DATASETS = {  # dataset -> (data class prefix, test accuracy target)
 DECODED_CLASS_RATE_TARGET = 0.9
 
 
-def newest_checkpoint(run: Path) -> Path:
-    """The checkpoint of ``run`` with the highest step."""
-    return max((run / "train" / "checkpoints").glob("model-*.ckpt"), key=lambda p: int(p.stem.split("-")[1]))
-
-
 def train_first_stage(dataset: str) -> Path:
     """Train ``configs/mnist_ae_cpu.yaml`` on ``dataset``; return its last checkpoint."""
     prefix, _ = DATASETS[dataset]
     name = f"bench_{dataset}_ae_first_stage"
     fid = [arg for callback in ("fid_reconstruction", "fid_samples")
            for arg in (f"--eval_pipeline/callback_kwargs/{callback}/n_images", "100")]
-    edflow("-b", "configs/mnist_ae_cpu.yaml", "-t", "-n", name, "--datasets/train", f"invproto.data.{prefix}Train",
-           "--datasets/validation", f"invproto.data.{prefix}Validation", *fid)
-    return newest_checkpoint(latest_run(name))
+    run, _ = train("configs/mnist_ae_cpu.yaml", name, "--datasets/train", f"invproto.data.{prefix}Train",
+                   "--datasets/validation", f"invproto.data.{prefix}Validation", *fid)
+    return newest_checkpoint(run)
 
 
 def mnist_classifier(checkpoint: Path | None) -> Classifier:
@@ -67,8 +62,7 @@ def mnist_classifier(checkpoint: Path | None) -> Classifier:
         try:
             run = latest_run("bench_mnist_clf")
         except FileNotFoundError:
-            edflow("-b", "configs/mnist_clf.yaml", "-t", "-n", "bench_mnist_clf")
-            run = latest_run("bench_mnist_clf")
+            run, _ = train("configs/mnist_clf.yaml", "bench_mnist_clf")
         checkpoint = newest_checkpoint(run)
     params = yaml.safe_load((REPO / "configs" / "mnist_clf.yaml").read_text())["model_params"]
     classifier = Classifier.from_params(**params)
@@ -115,7 +109,7 @@ def main() -> None:
     if args.tta_num:
         tta = {"tta_num": args.tta_num, "test_accuracy_without_tta": round(test["accuracy"], 4),
                "test_ece_without_tta": round(test["ece"], 4)}
-        test = evaluate(run, f"invproto.data.{prefix}Test", "--iterator_params/tta_num", str(args.tta_num))
+        test, _ = evaluate(run, f"invproto.data.{prefix}Test", "--iterator_params/tta_num", str(args.tta_num))
     wall = time.perf_counter() - start
     common = dict(steps=test["step"], train_wall_s=round(train_wall, 1), first_stage=str(first_stage),
                   validation_accuracy=round(validation["accuracy"], 4),

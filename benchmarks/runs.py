@@ -56,13 +56,43 @@ def iin_on_cpu_autoencoder(checkpoint: str | Path) -> list[str]:
     return overrides
 
 
-def evaluate(run: Path, split: str, *args: str) -> dict:
-    """``edflow -p`` of ``run``'s last checkpoint on the dataset ``split``; the scores it wrote."""
-    edflow("-p", str(train_config(run)), "--datasets/validation", split, *args)
+def train(config: str | list[str], name: str, *overrides: str) -> tuple[Path, float]:
+    """``edflow -b <config(s)> -t -n name *overrides``; (the run directory, wall seconds)."""
+    configs = [config] if isinstance(config, str) else config
+    wall, _ = edflow("-b", *configs, "-t", "-n", name, *overrides)
+    return latest_run(name), wall
+
+
+def newest_checkpoint(run: Path) -> Path:
+    """The checkpoint of ``run`` with the highest step."""
+    return max((run / "train" / "checkpoints").glob("model-*.ckpt"), key=lambda p: int(p.stem.split("-")[1]))
+
+
+def evaluate(run: Path, split: str, *args: str) -> tuple[dict, float]:
+    """``edflow -p`` of ``run`` (its last checkpoint unless ``args`` give ``-c``) on the dataset ``split``.
+
+    Returns (the scores it wrote, wall seconds).
+    """
+    wall, _ = edflow("-p", str(train_config(run)), "--datasets/validation", split, *args)
     result = scores(run)["final"]
     if result["dataset"] != split:
         raise RuntimeError(f"{run}: the last evaluation is on {result['dataset']}, not {split}")
-    return result
+    return result, wall
+
+
+def best_epoch(run: Path, metric: str = "accuracy") -> dict:
+    """The ``per_epoch`` entry of ``run``'s scores with the highest validation ``metric`` (the later on ties)."""
+    return max(scores(run)["per_epoch"], key=lambda entry: (entry[metric], entry["step"]))
+
+
+def test_selected(run: Path, split: str) -> tuple[dict, dict]:
+    """Evaluate the checkpoint of ``run``'s best validation epoch on ``split``; (that epoch's entry, test scores)."""
+    selected = best_epoch(run)
+    checkpoint = run / "train" / "checkpoints" / f"model-{selected['step']}.ckpt"
+    test, _ = evaluate(run, split, "-c", str(checkpoint))
+    if test["step"] != selected["step"]:
+        raise RuntimeError(f"{run}: evaluated step {test['step']}, selected {selected['step']}")
+    return selected, test
 
 
 def train_and_test(config: str, name: str, overrides: list[str], test_split: str) -> tuple[Path, dict, dict, float]:
@@ -70,7 +100,7 @@ def train_and_test(config: str, name: str, overrides: list[str], test_split: str
 
     Returns (run directory, final validation scores, test scores, training wall seconds).
     """
-    train_wall, _ = edflow("-b", config, "-t", "-n", name, *overrides)
-    run = latest_run(name)
+    run, train_wall = train(config, name, *overrides)
     validation = scores(run)["final"]
-    return run, validation, evaluate(run, test_split), train_wall
+    test, _ = evaluate(run, test_split)
+    return run, validation, test, train_wall
