@@ -15,12 +15,10 @@ import numpy as np
 import torch
 
 from invproto.callbacks.fid import fid_reconstruction, fid_samples, reconstruction
-from invproto.config import instantiate
 from invproto.config.schema import OptimizerParams
 from invproto.iterators.base import Batch, Iterator, to_hwc
 from invproto.iterators.optimization import build_optimizer
 
-DEFAULT_LOSS = {"target": "invproto.losses.autoencoder.AutoencoderLoss"}
 
 
 def standard_normal(shape: tuple[int, ...], *seed: int) -> torch.Tensor:
@@ -36,6 +34,8 @@ def to_uint8_hwc(images: torch.Tensor) -> np.ndarray:
 class AutoencoderIterator(Iterator):
     """Trains :class:`~invproto.models.autoencoder.Autoencoder`; see the module docstring."""
 
+    default_loss = {"target": "invproto.losses.autoencoder.AutoencoderLoss"}
+
     @dataclass
     class Params:
         d_lr_factor: float = 1.0  # discriminator learning rate = this x the autoencoder's (scheduled) rate
@@ -47,8 +47,7 @@ class AutoencoderIterator(Iterator):
 
     def build_components(self) -> None:
         self.params = self.Params(**self.settings.iterator_params)
-        loss_spec = self.settings.loss if self.settings.loss is not None else DEFAULT_LOSS
-        self.loss = instantiate(loss_spec, "loss", in_channels=self.model.params.in_channels).to(self.device)
+        self.loss = self.build_loss(in_channels=self.model.params.in_channels)
         self.d_optimizer = None
         if self.loss.discriminator is not None:
             optimizer_params = OptimizerParams(**self.settings.optimizer)

@@ -51,7 +51,8 @@ from edflow.iterators.template_iterator import TemplateIterator
 
 from invproto import distributed
 from invproto.artifacts import RunArtifacts
-from invproto.config.run import prepare_run
+from invproto.config import instantiate
+from invproto.config.run import abort_cleanly, prepare_run
 from invproto.config.schema import OptimizerParams
 from invproto.io import atomic_torch_save
 from invproto.iterators.optimization import build_optimizer, build_schedule
@@ -129,6 +130,20 @@ class Iterator(TemplateIterator):
         Called once the settings are validated, the seed is set and the model is
         on ``self.device``; :meth:`parameter_groups` may use what it builds.
         """
+
+    default_loss: dict | None = None  # the ``{"target", "params"}`` spec used when the config has no ``loss``
+
+    def build_loss(self, **kwargs):
+        """``config["loss"]`` (else :attr:`default_loss`) instantiated with ``kwargs``.
+
+        A loss that is an ``nn.Module`` (it holds parameters or buffers) is moved
+        to ``self.device``. A loss that cannot be built stops the run with one
+        line, and its fresh run directory is removed.
+        """
+        spec = self.settings.loss if self.settings.loss is not None else self.default_loss
+        with abort_cleanly():
+            loss = instantiate(spec, "loss", **kwargs)
+        return loss.to(self.device) if isinstance(loss, torch.nn.Module) else loss
 
     def trainable_parameters(self):
         return self.model.parameters()

@@ -29,7 +29,6 @@ import torch
 from invproto.callbacks.base import evaluation_callback
 from invproto.callbacks.factor_dims import dim_callback
 from invproto.callbacks.fid import fid_samples
-from invproto.config import instantiate
 from invproto.iterators.autoencoder import standard_normal, to_uint8_hwc
 from invproto.iterators.base import Batch, Iterator, to_hwc
 from invproto.losses.iin import HALF_LOG_TWO_PI
@@ -56,7 +55,7 @@ class IINIterator(Iterator):
 
     def build_components(self) -> None:
         self.params = self.Params(**self.settings.iterator_params)
-        self.loss = instantiate(self.settings.loss if self.settings.loss is not None else self.default_loss, "loss")
+        self.loss = self.build_loss()
 
     def trainable_parameters(self):
         return self.model.flow.parameters()

@@ -20,8 +20,6 @@ import torch
 
 from invproto.callbacks.average_cost import average_cost
 from invproto.callbacks.prototypes import prototype_accuracy, prototype_labels
-from invproto.config import instantiate
-from invproto.config.run import abort_cleanly
 from invproto.iterators.base import Batch, Iterator, to_hwc
 
 
@@ -35,14 +33,9 @@ class MetricPrototypeIterator(Iterator):
     callbacks = {"eval_op": {"prototype_accuracy": prototype_accuracy, "average_cost": average_cost}}
     default_loss = {"target": "invproto.losses.metric_prototypes.MetricPrototypeLoss"}
 
-    def __init__(self, config, root, model, *args, **kwargs):
-        super().__init__(config, root, model, *args, **kwargs)
+    def build_components(self) -> None:
         self.params = self.Params(**self.settings.iterator_params)
-        spec = self.settings.loss if self.settings.loss is not None else self.default_loss
-        with abort_cleanly():
-            loss = instantiate(spec, "loss", hierarchy=self.model.hierarchy,
-                               prototype_nodes=self.model.prototype_nodes)
-        self.loss = loss.to(self.device)
+        self.loss = self.build_loss(hierarchy=self.model.hierarchy, prototype_nodes=self.model.prototype_nodes)
 
     def train_step(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
         output = self.model(batch["image"], batch["class"])

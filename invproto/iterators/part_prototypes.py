@@ -65,7 +65,6 @@ from matplotlib import colormaps
 
 from invproto.callbacks.base import evaluation_callback
 from invproto.callbacks.prototypes import prototype_accuracy, prototype_labels
-from invproto.config import instantiate
 from invproto.config.run import abort_cleanly
 from invproto.data.base import dataset_examples
 from invproto.interpret.part_metrics import consistency, parts_hit, peak_positions, stability
@@ -77,7 +76,6 @@ from invproto.losses.part_prototypes import off_class_l1
 from invproto.models.part_prototypes import DUPLICATE_FILTERS, PartPrototypeOutput, PushBatch, push_prototypes
 from invproto.models.prototype_model import Explanation
 
-DEFAULT_LOSS = {"target": "invproto.losses.part_prototypes.PartPrototypeLoss"}
 
 
 @evaluation_callback
@@ -117,6 +115,8 @@ def boxed(images: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
 class PartPrototypeIterator(Iterator):
     """Trains and evaluates a :class:`~invproto.models.part_prototypes.PartPrototypeNet`; see the module docstring."""
 
+    default_loss = {"target": "invproto.losses.part_prototypes.PartPrototypeLoss"}
+
     @dataclass
     class Params:
         warmup_epochs: int = 0  # first epochs with the backbone frozen
@@ -146,7 +146,7 @@ class PartPrototypeIterator(Iterator):
 
     def build_components(self) -> None:
         self.params = self.Params(**self.settings.iterator_params)
-        self.loss = instantiate(self.settings.loss if self.settings.loss is not None else DEFAULT_LOSS, "loss")
+        self.loss = self.build_loss()
         p = self.params
         with abort_cleanly():
             for key, value, allowed in [("duplicate_filter", p.duplicate_filter, DUPLICATE_FILTERS),

@@ -19,8 +19,6 @@ import numpy as np
 import torch
 
 from invproto.callbacks.prototypes import prototype_accuracy, prototype_labels
-from invproto.config import instantiate
-from invproto.config.run import prepare_run
 from invproto.data.augment import augment
 from invproto.iterators.base import Batch, Iterator, to_hwc
 
@@ -37,10 +35,9 @@ class ProtoDLIterator(Iterator):
     callbacks = {"eval_op": {"prototype_accuracy": prototype_accuracy}}
     default_loss = {"target": "invproto.losses.protodl.ProtoDLLoss"}
 
-    def __init__(self, config, root, model, *args, **kwargs):
-        self.params = self.Params(**prepare_run(config).iterator_params)  # read by parameter_groups
-        super().__init__(config, root, model, *args, **kwargs)
-        self.loss = instantiate(self.settings.loss if self.settings.loss is not None else self.default_loss, "loss")
+    def build_components(self) -> None:
+        self.params = self.Params(**self.settings.iterator_params)
+        self.loss = self.build_loss()
 
     def parameter_groups(self) -> list[dict]:
         """The last layer learns ``classifier_lr_factor`` times faster than the rest.

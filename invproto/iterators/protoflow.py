@@ -38,7 +38,6 @@ import torch
 from edflow.hooks.hook import Hook
 
 from invproto.callbacks.prototypes import prototype_accuracy, prototype_labels
-from invproto.config import instantiate
 from invproto.config.run import abort_cleanly
 from invproto.data.augment import augment
 from invproto.data.base import dataset_examples
@@ -47,11 +46,12 @@ from invproto.iterators.base import Batch, Iterator, to_hwc
 from invproto.losses.protoflow import bits_per_dim, marginal_log_likelihood
 from invproto.models.prototype_model import Explanation
 
-DEFAULT_LOSS = {"target": "invproto.losses.protoflow.ProtoFlowLoss"}
 
 
 class ProtoFlowIterator(Iterator):
     """Trains and evaluates a :class:`~invproto.models.protoflow.PrototypeFlow`; see the module docstring."""
+
+    default_loss = {"target": "invproto.losses.protoflow.ProtoFlowLoss"}
 
     @dataclass
     class Params:
@@ -70,7 +70,7 @@ class ProtoFlowIterator(Iterator):
 
     def build_components(self) -> None:
         self.params = self.Params(**self.settings.iterator_params)
-        self.loss = instantiate(self.settings.loss if self.settings.loss is not None else DEFAULT_LOSS, "loss")
+        self.loss = self.build_loss()
         self._check_views()
         if not self.config.get("test_mode", False):
             self.epoch_hooks.append(_PrototypeImagesHook(self))
