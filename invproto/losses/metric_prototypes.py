@@ -28,7 +28,8 @@ import torch.nn.functional as F
 
 from invproto.config.validation import ConfigError
 from invproto.hierarchy import ClassHierarchy, mean_cost
-from invproto.models.metric_prototypes import HierarchicalInference, PrototypeOutput, prototype_distances
+from invproto.models.metric_prototypes import HierarchicalInference, PrototypeOutput
+from invproto.models.prototype_model import prototype_distances
 
 DATA_TERMS = ("cross_entropy", "soft_labels", "hierarchical_cross_entropy")
 

@@ -59,7 +59,7 @@ import torch.nn as nn
 from invproto.config.run import abort_cleanly
 from invproto.config.validation import ConfigError
 from invproto.models.base import Model
-from invproto.models.prototype_model import Explanation, PrototypeModel
+from invproto.models.prototype_model import Explanation, PrototypeModel, prototype_distances
 
 DECODERS = ("upconv", "deconv")
 
@@ -149,8 +149,7 @@ class ProtoDL(Model, PrototypeModel):
 
     def prototype_distances(self, latent: torch.Tensor) -> torch.Tensor:
         """``(N, L)`` latents -> ``(N, P)`` squared Euclidean distances to the prototypes, divided by ``L``."""
-        squared = torch.cdist(latent, self.prototypes, compute_mode="donot_use_mm_for_euclid_dist").square()
-        return squared / self.latent_dim
+        return prototype_distances(latent, self.prototypes, "squared") / self.latent_dim
 
     def forward(self, images: torch.Tensor) -> ProtoDLOutput:
         latent = self.encode(images)
