@@ -16,6 +16,7 @@ import yaml
 from conftest import run_config
 from invproto.config.validation import validate_run_config
 from invproto.data.augment import augment
+from invproto.iterators.prototype_revival import PrototypeRevival
 from invproto.losses.protoflow import (ProtoFlowLoss, bits_per_dim, conditional_bits_per_dim,
                                        marginal_log_likelihood)
 from invproto.models.autoencoder import Autoencoder
@@ -282,6 +283,47 @@ def test_eval_step_bits_per_dim_and_test_time_augmentation(make_iterator, ae_che
     np.testing.assert_array_equal(first["logits"], second["logits"])  # reproducible views
     assert not np.allclose(first["logits"], out["logits"])
     np.testing.assert_allclose(first["bits_per_dim"], out["bits_per_dim"])  # density of the image itself
+
+
+def test_revival_counts_own_class_usage_and_moves_dead_prototypes_at_window_ends():
+    """Class 0's codes all sit on component 0, so component 1 is dead; class 1 uses both and keeps them."""
+    head = ClassGaussianMixtures(2, 2, 3)
+    with torch.no_grad():
+        head.means.copy_(torch.tensor([[[0.0, 0, 0], [50, 0, 0]], [[0, 10, 0], [0, -10, 0]]]))
+        head.log_var.zero_()
+    revival = PrototypeRevival(head, every=3, min_share=0.1, pool_size=40)
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(3):
+        labels = torch.tensor([0] * 10 + [1] * 10)
+        centres = torch.cat([torch.zeros(10, 3), head.means[1].detach().repeat(5, 1)])
+        revival.observe(centres + 0.1 * torch.randn(20, 3, generator=generator), labels)
+    np.testing.assert_array_equal(revival.usage.numpy(), [[30, 0], [15, 15]])
+    assert sum(len(c) for c in revival.codes) == 40  # the pool keeps the last 40 codes
+    class_1 = head.means[1].detach().clone()
+
+    assert revival.maybe_revive(2) == 0 and revival.usage.sum() == 60  # not a window end
+    assert revival.maybe_revive(3) == 1
+    pool, pool_labels = torch.cat(revival.codes), torch.cat(revival.labels)
+    assert head.means[0, 1].norm() < 1 and any(torch.equal(head.means[0, 1], z) for z in pool[pool_labels == 0])
+    assert torch.equal(head.means[1].detach(), class_1)
+    assert revival.usage.sum() == 0  # counts restart with the next window
+    assert PrototypeRevival(head, every=0, min_share=0.1, pool_size=40).maybe_revive(3) == 0  # 0: never
+
+
+def test_iterator_revives_prototypes_during_training(make_iterator, ae_checkpoint):
+    """With every prototype but the most used one of each class below min_share, a window end moves them."""
+    iterator = make_iterator(iterator_config(ae_checkpoint, revive_every=2, revive_min_share=0.6))
+    images, labels = sprites("train", 64)
+    for step in range(2):
+        iterator.set_global_step(step)
+        iterator.optimize(iterator.train_step({"image": images[:32], "class": labels[:32]})[0])
+    means = iterator.model.head.means.detach().clone()
+    usage = iterator.revival.usage.clone()
+    iterator.set_global_step(2)
+    iterator.train_step({"image": images[32:], "class": labels[32:]})
+    moved = (iterator.model.head.means.detach() != means).any(dim=2)
+    torch.testing.assert_close(moved, iterator.revival.dead(usage))
+    assert moved.any()
 
 
 def test_views_are_required_for_consistency_and_tta(make_iterator, ae_checkpoint):

@@ -20,6 +20,10 @@ and reconstruction when a latent flow fine-tunes its autoencoder).
   ``bits_per_dim = -(logsumexp_c log p(x|c) - log C) / (ln 2 * dims)`` of the
   un-augmented image. With ``tta_num = n > 1`` the class scores (and prototype
   similarities) are averaged over the image and ``n - 1`` augmented views.
+* Dead prototypes: with ``revive_every > 0`` every ``revive_every`` steps the
+  components that explained under ``revive_min_share`` of their class's
+  training latents move onto poorly explained ones
+  (:mod:`~invproto.iterators.prototype_revival`).
 * Prototype pictures: each log step logs the decoded prototype means and
   draws; after every epoch ``<run>/prototypes/step-<N>/`` receives
   ``means.png`` (one row per class), ``samples.png`` and ``nearest.png`` (one
@@ -43,6 +47,7 @@ from invproto.data.augment import augment
 from invproto.data.base import dataset_examples
 from invproto.io import save_grid
 from invproto.iterators.base import Batch, Iterator, to_hwc
+from invproto.iterators.prototype_revival import PrototypeRevival
 from invproto.losses.protoflow import bits_per_dim, marginal_log_likelihood
 from invproto.models.prototype_model import Explanation
 
@@ -65,6 +70,9 @@ class ProtoFlowIterator(Iterator):
         n_nearest: int = 8  # training images per prototype in nearest.png
         nearest_pool: int = 2000  # fixed random training images searched for the nearest ones
         sample_seed: int = 0  # seed of the draws, the pools and the TTA views
+        revive_every: int = 0  # steps between revivals of dead prototypes; 0: never
+        revive_min_share: float = 0.02  # a prototype explaining less of its class's training latents is dead
+        revive_pool: int = 1024  # recent training latents the revived prototypes are placed on
 
     callbacks = {"eval_op": {"prototype_accuracy": prototype_accuracy}}
 
@@ -72,6 +80,8 @@ class ProtoFlowIterator(Iterator):
         self.params = self.Params(**self.settings.iterator_params)
         self.loss = self.build_loss()
         self._check_views()
+        self.revival = PrototypeRevival(self.model.head, self.params.revive_every, self.params.revive_min_share,
+                                        self.params.revive_pool)
         if not self.config.get("test_mode", False):
             self.epoch_hooks.append(_PrototypeImagesHook(self))
 
@@ -106,20 +116,24 @@ class ProtoFlowIterator(Iterator):
     def train_step(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
         if self.params.kmeans_init and self.get_global_step() == 0:
             self.initialize_prototypes()
+        revived = self.revival.maybe_revive(self.get_global_step())
+        if revived:
+            self.logger.info(f"revived {revived} dead prototypes at step {self.get_global_step()}")
         images = self.training_view(batch["image"])
         second_view_scores = None
         if self.loss.uses_second_view:
             with torch.no_grad():
                 second_view_scores = self.model.class_scores(self.model.latent(self.training_view(batch["image"]))[0])
-        loss, scalars = self._loss(images, batch["class"], second_view_scores)
+        z, log_det = self.model.latent(images)
+        self.revival.observe(z, batch["class"])
+        loss, scalars = self._loss(z, log_det, batch["class"], second_view_scores)
         auxiliary = self.model.auxiliary_loss(images, batch["class"])
         if auxiliary is not None:
             loss, scalars = loss + auxiliary[0], {**scalars, **auxiliary[1]}
         return loss, scalars
 
-    def _loss(self, images: torch.Tensor, target: torch.Tensor,
+    def _loss(self, z: torch.Tensor, log_det: torch.Tensor, target: torch.Tensor,
               second_view_scores: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
-        z, log_det = self.model.latent(images)
         return self.loss(self.model.class_scores(z), self.model.latent_class_log_likelihood(z, log_det), target,
                          self.model.data_dims, self.get_global_step(), self.model.head.diversity_loss(),
                          second_view_scores)
@@ -144,7 +158,7 @@ class ProtoFlowIterator(Iterator):
 
     # --- logging ---------------------------------------------------------------
     def log_step(self, batch: Batch) -> dict:
-        _, scalars = self._loss(batch["image"], batch["class"])
+        _, scalars = self._loss(*self.model.latent(batch["image"]), batch["class"])
         samples = self.model.prototype_samples(self.params.n_prototype_samples, self._generator())
         return {"scalars": scalars,
                 "images": {"inputs": to_hwc(batch["image"][:16]),

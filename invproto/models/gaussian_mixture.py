@@ -137,3 +137,29 @@ class ClassGaussianMixtures(nn.Module):
             self.means[c] = torch.as_tensor(centroids, dtype=self.means.dtype)
             self.log_var[c] = torch.as_tensor(np.log(np.maximum(variances, 1e-4)), dtype=self.log_var.dtype)
             self.weight_logits[c] = torch.as_tensor(np.log(counts / counts.sum()), dtype=self.weight_logits.dtype)
+
+    @torch.no_grad()
+    def reseed(self, dead: torch.Tensor, codes: torch.Tensor, labels: torch.Tensor) -> int:
+        """Move the ``(C, K)`` boolean ``dead`` components onto the worst-explained codes of their class.
+
+        The dead components of class ``c`` take, as means, the ``(N, D)``
+        ``codes`` labelled ``c`` of lowest ``log p(z | c)`` (one code each, most
+        poorly explained first), as log-variance the mean of the class's live
+        components, and as weight logit ``logsumexp(logits_c) - log K`` (a weight
+        of about ``1/K``). A class with no live component or with fewer codes
+        than dead components keeps its components. Returns how many moved.
+        """
+        class_log_prob = self.class_log_prob(codes)
+        moved = 0
+        for c in range(self.n_classes):
+            dead_c = dead[c].nonzero()[:, 0]
+            live_c = (~dead[c]).nonzero()[:, 0]
+            own = (labels == c).nonzero()[:, 0]
+            if len(dead_c) == 0 or len(live_c) == 0 or len(own) < len(dead_c):
+                continue
+            worst = own[class_log_prob[own, c].argsort()[:len(dead_c)]]
+            self.means[c, dead_c] = codes[worst].to(self.means.dtype)
+            self.log_var[c, dead_c] = self.log_var[c, live_c].mean(0)
+            self.weight_logits[c, dead_c] = self.weight_logits[c].logsumexp(0) - math.log(self.protos_per_class)
+            moved += len(dead_c)
+        return moved
