@@ -160,7 +160,7 @@ def validate_run_config(config: Mapping) -> DictConfig:
     datasets = [_import(path, f"datasets.{split}") for split, path in checked["datasets"].items()]
     components = [("model_params", model), ("iterator_params", iterator), ("dataset_params", datasets[0])]
     for section, component in components:
-        if hasattr(component, "Params"):
+        if getattr(component, "Params", None) is not None:
             checked[section] = check_section(component.Params, checked[section], section)
         elif checked[section]:
             raise ConfigError(f"config key '{section}' is set{_where(section)} but "

@@ -46,7 +46,6 @@ class AutoencoderIterator(Iterator):
                              "fid_samples": fid_samples}}
 
     def build_components(self) -> None:
-        self.params = self.Params(**self.settings.iterator_params)
         self.loss = self.build_loss(in_channels=self.model.params.in_channels)
         self.d_optimizer = None
         if self.loss.discriminator is not None:

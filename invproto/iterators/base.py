@@ -99,6 +99,7 @@ class Iterator(TemplateIterator):
             self.evalhook.cbacks = {}  # rank 0 evaluates the gathered outputs of all ranks
         self.device = default_device()
         self.model = model.to(self.device)
+        self.params = self.Params(**(self.settings.iterator_params or {})) if self.Params is not None else None
         self.build_components()
         optimizer_params = OptimizerParams(**self.settings.optimizer)
         self.optimizer = build_optimizer(self.parameter_groups(), optimizer_params)
@@ -131,6 +132,7 @@ class Iterator(TemplateIterator):
         on ``self.device``; :meth:`parameter_groups` may use what it builds.
         """
 
+    Params: type | None = None  # dataclass of ``iterator_params`` (checked by the config schema) -> ``self.params``
     default_loss: dict | None = None  # the ``{"target", "params"}`` spec used when the config has no ``loss``
 
     def build_loss(self, **kwargs):

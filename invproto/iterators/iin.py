@@ -54,7 +54,6 @@ class IINIterator(Iterator):
     default_loss = {"target": "invproto.losses.iin.IINLoss"}
 
     def build_components(self) -> None:
-        self.params = self.Params(**self.settings.iterator_params)
         self.loss = self.build_loss()
 
     def trainable_parameters(self):

@@ -34,7 +34,6 @@ class MetricPrototypeIterator(Iterator):
     default_loss = {"target": "invproto.losses.metric_prototypes.MetricPrototypeLoss"}
 
     def build_components(self) -> None:
-        self.params = self.Params(**self.settings.iterator_params)
         self.loss = self.build_loss(hierarchy=self.model.hierarchy, prototype_nodes=self.model.prototype_nodes)
 
     def train_step(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:

@@ -145,7 +145,6 @@ class PartPrototypeIterator(Iterator):
             self.hooks.insert(0, _PushHook(self))  # before edflow's checkpoint hook
 
     def build_components(self) -> None:
-        self.params = self.Params(**self.settings.iterator_params)
         self.loss = self.build_loss()
         p = self.params
         with abort_cleanly():

@@ -36,7 +36,6 @@ class ProtoDLIterator(Iterator):
     default_loss = {"target": "invproto.losses.protodl.ProtoDLLoss"}
 
     def build_components(self) -> None:
-        self.params = self.Params(**self.settings.iterator_params)
         self.loss = self.build_loss()
 
     def parameter_groups(self) -> list[dict]:

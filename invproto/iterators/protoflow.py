@@ -77,7 +77,6 @@ class ProtoFlowIterator(Iterator):
     callbacks = {"eval_op": {"prototype_accuracy": prototype_accuracy}}
 
     def build_components(self) -> None:
-        self.params = self.Params(**self.settings.iterator_params)
         self.loss = self.build_loss()
         self._check_views()
         self.revival = PrototypeRevival(self.model.head, self.params.revive_every, self.params.revive_min_share,
