@@ -18,7 +18,8 @@ Writes ``<dataset>_protoflow.test_accuracy`` and, for MNIST,
         [--first-stage logs/<mnist_ae_cpu run>/train/checkpoints/model-<step>.ckpt]
     INVPROTO_DATA=../shared/data .venv/bin/python -m benchmarks.protoflow_accuracy --dataset fashionmnist
 
-``--tta-num N`` evaluates the test split a second time with N augmented views
+``--set key=value`` (repeatable) overrides a config key for training, e.g.
+``--set model_params/reconstruction_weight=0.1``. ``--tta-num N`` evaluates the test split a second time with N augmented views
 per image (ProtoFlow's test-time augmentation); the figures then use it and
 the plain ones are stored beside them. ``--epochs``/``--steps`` shorten the run and ``--dry-run`` writes no result (smoke tests).
 """
@@ -82,6 +83,14 @@ def decoded_prototype_class_rate(run: Path, classifier: Classifier) -> float:
     return float((predicted == model.prototype_class).float().mean())
 
 
+def config_override(setting: str) -> list[str]:
+    """``"a/b=value"`` -> edflow's ``["--a/b", "value"]``."""
+    key, separator, value = setting.partition("=")
+    if not separator or not key:
+        raise SystemExit(f"--set takes KEY=VALUE, got {setting!r}")
+    return [f"--{key}", value]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", choices=sorted(DATASETS), default="mnist")
@@ -92,6 +101,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, help="stop training after this many steps (smoke tests)")
     parser.add_argument("--tta-num", type=int, default=0,
                         help="also evaluate with this many augmented views per test image; the figures use it")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config key for training (edflow's --KEY VALUE), repeatable")
     parser.add_argument("--dry-run", action="store_true", help="print the figures, write no result file")
     args = parser.parse_args()
 
@@ -101,7 +112,8 @@ def main() -> None:
     config = f"configs/{args.dataset}_protoflow.yaml"
     name = f"bench_{args.dataset}_protoflow"
     schedule = [*(["--num_epochs", str(args.epochs)] if args.epochs else []),
-                *(["--num_steps", str(args.steps)] if args.steps else [])]
+                *(["--num_steps", str(args.steps)] if args.steps else []),
+                *(arg for setting in args.set for arg in config_override(setting))]
     run, validation, test, train_wall = train_and_test(
         config, name, ["--model_params/first_stage/checkpoint", str(first_stage), *schedule],
         f"invproto.data.{prefix}Test")
