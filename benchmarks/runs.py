@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -57,10 +58,17 @@ def iin_on_cpu_autoencoder(checkpoint: str | Path) -> list[str]:
 
 
 def train(config: str | list[str], name: str, *overrides: str) -> tuple[Path, float]:
-    """``edflow -b <config(s)> -t -n name *overrides``; (the run directory, wall seconds)."""
+    """``edflow -b <config(s)> -t -n name *overrides``; (the run directory, wall seconds).
+
+    The directory is the one edflow reports (``root: logs/...``), so runs of the
+    same name started side by side do not mix.
+    """
     configs = [config] if isinstance(config, str) else config
-    wall, _ = edflow("-b", *configs, "-t", "-n", name, *overrides)
-    return latest_run(name), wall
+    wall, output = edflow("-b", *configs, "-t", "-n", name, *overrides)
+    root = re.search(r"\[run\]: root: (\S+)", output)
+    if root is None:
+        raise RuntimeError(f"edflow did not report the run directory of {name}:\n{output[-3000:]}")
+    return REPO / root.group(1), wall
 
 
 def newest_checkpoint(run: Path) -> Path:

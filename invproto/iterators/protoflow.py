@@ -22,7 +22,7 @@ and reconstruction when a latent flow fine-tunes its autoencoder).
   similarities) are averaged over the image and ``n - 1`` augmented views.
 * Dead prototypes: with ``revive_every > 0`` every ``revive_every`` steps the
   components that explained under ``revive_min_share`` of their class's
-  training latents move onto poorly explained ones
+  training latents move onto random recent latents of their class
   (:mod:`~invproto.iterators.prototype_revival`).
 * Prototype pictures: each log step logs the decoded prototype means and
   draws; after every epoch ``<run>/prototypes/step-<N>/`` receives
@@ -72,7 +72,7 @@ class ProtoFlowIterator(Iterator):
         sample_seed: int = 0  # seed of the draws, the pools and the TTA views
         revive_every: int = 0  # steps between revivals of dead prototypes; 0: never
         revive_min_share: float = 0.02  # a prototype explaining less of its class's training latents is dead
-        revive_pool: int = 1024  # recent training latents the revived prototypes are placed on
+        revive_pool: int = 1024  # recent training latents the revived prototypes are drawn from
 
     callbacks = {"eval_op": {"prototype_accuracy": prototype_accuracy}}
 
@@ -80,7 +80,7 @@ class ProtoFlowIterator(Iterator):
         self.loss = self.build_loss()
         self._check_views()
         self.revival = PrototypeRevival(self.model.head, self.params.revive_every, self.params.revive_min_share,
-                                        self.params.revive_pool)
+                                        self.params.revive_pool, seed=self.params.sample_seed)
         if not self.config.get("test_mode", False):
             self.epoch_hooks.append(_PrototypeImagesHook(self))
 

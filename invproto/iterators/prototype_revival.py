@@ -8,7 +8,7 @@ trainers reset unused codes), :class:`PrototypeRevival` counts, over each window
 of ``every`` training steps, which component of its own class explains each
 training latent best (highest weighted log-density), and at the end of the
 window moves every component whose share of its class is below ``min_share``
-onto the worst-explained latents of that class among the last ``pool_size``
+onto random latents of that class among the last ``pool_size``
 (:meth:`~invproto.models.gaussian_mixture.ClassGaussianMixtures.reseed`).
 
 With several processes the counts are summed over the ranks, rank 0 re-seeds
@@ -27,8 +27,9 @@ from invproto.models.gaussian_mixture import ClassGaussianMixtures
 class PrototypeRevival:
     """Usage counts and a pool of recent training latents of one mixture head; see the module docstring."""
 
-    def __init__(self, head: ClassGaussianMixtures, every: int, min_share: float, pool_size: int):
+    def __init__(self, head: ClassGaussianMixtures, every: int, min_share: float, pool_size: int, seed: int = 0):
         self.head, self.every, self.min_share, self.pool_size = head, every, min_share, pool_size
+        self.generator = torch.Generator().manual_seed(seed)
         self.usage = torch.zeros(head.n_classes, head.protos_per_class)
         self.codes: list[torch.Tensor] = []
         self.labels: list[torch.Tensor] = []
@@ -57,7 +58,7 @@ class PrototypeRevival:
         moved = 0
         if distributed.is_main_process():
             moved = self.head.reseed(self.dead(usage).to(self.head.means.device),
-                                     torch.cat(self.codes), torch.cat(self.labels))
+                                     torch.cat(self.codes), torch.cat(self.labels), self.generator)
         if distributed.is_distributed():
             state = distributed.broadcast_from_main(
                 {k: v.cpu() for k, v in self.head.state_dict().items()} if distributed.is_main_process() else None)

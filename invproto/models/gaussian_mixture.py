@@ -139,17 +139,20 @@ class ClassGaussianMixtures(nn.Module):
             self.weight_logits[c] = torch.as_tensor(np.log(counts / counts.sum()), dtype=self.weight_logits.dtype)
 
     @torch.no_grad()
-    def reseed(self, dead: torch.Tensor, codes: torch.Tensor, labels: torch.Tensor) -> int:
-        """Move the ``(C, K)`` boolean ``dead`` components onto the worst-explained codes of their class.
+    def reseed(self, dead: torch.Tensor, codes: torch.Tensor, labels: torch.Tensor,
+               generator: torch.Generator | None = None) -> int:
+        """Move the ``(C, K)`` boolean ``dead`` components onto random codes of their class.
 
-        The dead components of class ``c`` take, as means, the ``(N, D)``
-        ``codes`` labelled ``c`` of lowest ``log p(z | c)`` (one code each, most
-        poorly explained first), as log-variance the mean of the class's live
-        components, and as weight logit ``logsumexp(logits_c) - log K`` (a weight
-        of about ``1/K``). A class with no live component or with fewer codes
+        The dead components of class ``c`` take, as means, distinct codes drawn
+        at random from the ``(N, D)`` ``codes`` labelled ``c``; as log-variance
+        the mean of the class's live components; as weight logit
+        ``logsumexp(logits_c) - log K`` (a weight of about ``1/K``). So a revived
+        component shares the class's mass with the live ones and wins the
+        region around its code. (Codes the class explains worst would be
+        outliers in ``D`` dimensions: components put there stay dead and decode
+        to atypical images.) A class with no live component or with fewer codes
         than dead components keeps its components. Returns how many moved.
         """
-        class_log_prob = self.class_log_prob(codes)
         moved = 0
         for c in range(self.n_classes):
             dead_c = dead[c].nonzero()[:, 0]
@@ -157,8 +160,8 @@ class ClassGaussianMixtures(nn.Module):
             own = (labels == c).nonzero()[:, 0]
             if len(dead_c) == 0 or len(live_c) == 0 or len(own) < len(dead_c):
                 continue
-            worst = own[class_log_prob[own, c].argsort()[:len(dead_c)]]
-            self.means[c, dead_c] = codes[worst].to(self.means.dtype)
+            chosen = own[torch.randperm(len(own), generator=generator)[:len(dead_c)].to(own.device)]
+            self.means[c, dead_c] = codes[chosen].to(self.means.dtype)
             self.log_var[c, dead_c] = self.log_var[c, live_c].mean(0)
             self.weight_logits[c, dead_c] = self.weight_logits[c].logsumexp(0) - math.log(self.protos_per_class)
             moved += len(dead_c)
