@@ -307,7 +307,9 @@ def test_revival_counts_own_class_usage_and_moves_dead_prototypes_at_window_ends
     assert head.means[0, 1].norm() < 1 and any(torch.equal(head.means[0, 1], z) for z in pool[pool_labels == 0])
     assert torch.equal(head.means[1].detach(), class_1)
     assert revival.usage.sum() == 0  # counts restart with the next window
-    assert PrototypeRevival(head, every=0, min_share=0.1, pool_size=40).maybe_revive(3) == 0  # 0: never
+    off = PrototypeRevival(head, every=0, min_share=0.1, pool_size=40)  # 0: never, and nothing is kept
+    off.observe(torch.zeros(4, 3), torch.zeros(4, dtype=torch.long))
+    assert off.maybe_revive(3) == 0 and off.usage.sum() == 0 and not off.codes
 
 
 def test_iterator_revives_prototypes_during_training(make_iterator, ae_checkpoint):

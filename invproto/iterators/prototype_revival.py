@@ -36,7 +36,11 @@ class PrototypeRevival:
 
     @torch.no_grad()
     def observe(self, z: torch.Tensor, labels: torch.Tensor) -> None:
-        """Count which own-class component explains each of the ``(N, D)`` latents; keep them in the pool."""
+        """Count which own-class component explains each of the ``(N, D)`` latents; keep them in the pool.
+
+        Nothing to do when revival is off (``every <= 0``)."""
+        if self.every <= 0:
+            return
         own_class = self.head.weighted_component_log_prob(z)[torch.arange(len(z)), labels]  # (N, K)
         self.usage.index_put_((labels.cpu(), own_class.argmax(dim=1).cpu()), torch.ones(len(z)), accumulate=True)
         self.codes.append(z.detach())
