@@ -283,7 +283,7 @@ def test_diin_colour_swap_changes_colour_and_keeps_shape(sprites, tmp_path):
     shape stays a's; swapping the shape factor must carry b's shape over (shape
     judged relative to how often the head reads a's shape from its unswapped code).
     """
-    classifier = train_classifier(sprites["train"], "joint", 5 * N_COLORS, steps=800, seed=1)
+    classifier = train_classifier(sprites["train"], "joint", 5 * N_COLORS, steps=1600, seed=1)
     path = save_checkpoint(classifier, tmp_path / "joint.ckpt")
     images1, images2, factor = pair_arrays(sprites["pairs_validation"], 1000)
     with torch.no_grad():
