@@ -23,7 +23,7 @@ import argparse
 from pathlib import Path
 
 from benchmarks.results_io import write_result
-from benchmarks.runs import edflow, latest_run, newest_checkpoint, scores, train
+from benchmarks.runs import edflow, newest_checkpoint, reported_run, scores, train
 
 DIMEVAL = "configs/cmnist_dimeval.yaml"
 REFERENCE = {"clf": [22, 11, 31], "ae": [13, 17, 34]}
@@ -32,8 +32,8 @@ REFERENCE = {"clf": [22, 11, 31], "ae": [13, 17, 34]}
 def factor_dims(config: str, checkpoint: Path, overrides: list[str]) -> tuple[list[int], float]:
     """Run the dimension-evaluation overlay on ``checkpoint``; the estimate from the evaluation run's scores."""
     name = f"dimeval_{Path(config).stem}"
-    wall, _ = edflow("-b", config, DIMEVAL, "-c", str(checkpoint), "-n", name, *overrides)
-    final = scores(latest_run(name))["final"]
+    wall, output = edflow("-b", config, DIMEVAL, "-c", str(checkpoint), "-n", name, *overrides)
+    final = scores(reported_run(output, name))["final"]
     return [int(final[f"factor_dim_{k}"]) for k in range(3)], wall
 
 

@@ -57,18 +57,19 @@ def iin_on_cpu_autoencoder(checkpoint: str | Path) -> list[str]:
     return overrides
 
 
-def train(config: str | list[str], name: str, *overrides: str) -> tuple[Path, float]:
-    """``edflow -b <config(s)> -t -n name *overrides``; (the run directory, wall seconds).
-
-    The directory is the one edflow reports (``root: logs/...``), so runs of the
-    same name started side by side do not mix.
-    """
-    configs = [config] if isinstance(config, str) else config
-    wall, output = edflow("-b", *configs, "-t", "-n", name, *overrides)
+def reported_run(output: str, name: str) -> Path:
+    """The run directory edflow reports in ``output`` (``root: logs/...``), so same-named runs side by side do not mix."""
     root = re.search(r"\[run\]: root: (\S+)", output)
     if root is None:
         raise RuntimeError(f"edflow did not report the run directory of {name}:\n{output[-3000:]}")
-    return REPO / root.group(1), wall
+    return REPO / root.group(1)
+
+
+def train(config: str | list[str], name: str, *overrides: str) -> tuple[Path, float]:
+    """``edflow -b <config(s)> -t -n name *overrides``; (the run directory, wall seconds)."""
+    configs = [config] if isinstance(config, str) else config
+    wall, output = edflow("-b", *configs, "-t", "-n", name, *overrides)
+    return reported_run(output, name), wall
 
 
 def newest_checkpoint(run: Path) -> Path:
