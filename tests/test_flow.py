@@ -1,9 +1,10 @@
-"""The vector flow: exact inverse, exact log-determinant, fixed permutations, identity couplings at init."""
+"""The vector flow: exact inverse, exact log-determinant, fixed permutations, identity couplings at init,
+the reference's MLP depth and parameter count."""
 
 import pytest
 import torch
 
-from invproto.models.flow import AffineCoupling, FlowParams, Permutation, VectorFlow
+from invproto.models.flow import AffineCoupling, FlowParams, Permutation, VectorFlow, mlp
 
 
 def trained_like_flow(in_dim: int = 6, n_flow: int = 2, seed: int = 0) -> VectorFlow:
@@ -68,3 +69,32 @@ def test_actnorm_data_dependent_init_standardises_the_first_batch():
     normed = flow.steps[0].norm(x)
     torch.testing.assert_close(normed.mean(0), torch.zeros(8), atol=1e-4, rtol=0)
     torch.testing.assert_close(normed.std(0), torch.ones(8), atol=1e-4, rtol=0)
+
+
+def reference_flow_parameters(in_dim: int, n_flow: int, hidden_dim: int, hidden_depth: int) -> int:
+    """Parameters of the IIN reference's vector flow, from its layer shapes.
+
+    A block is ActNorm (loc and log-scale, ``2 D``) and a double coupling: two
+    couplings, each with a scale and a shift ``BasicFullyConnectedNet`` from
+    one half (``D/2``) to the other: ``Linear(D/2, h)``, ``hidden_depth`` x
+    ``Linear(h, h)``, ``Linear(h, D/2)``, each with its bias.
+    """
+    half = in_dim // 2
+    mlp = (half * hidden_dim + hidden_dim) + hidden_depth * (hidden_dim * hidden_dim + hidden_dim) \
+        + (hidden_dim * half + half)
+    return n_flow * (2 * in_dim + 2 * 2 * mlp)
+
+
+def test_parameter_count_matches_the_reference_shape():
+    """12 blocks of width 512 and hidden_depth 2 on a 64-d code: the reference's 26.8M parameters."""
+    flow = VectorFlow(FlowParams(in_dim=64, n_flow=12, hidden_dim=512, hidden_depth=2))
+    expected = reference_flow_parameters(in_dim=64, n_flow=12, hidden_dim=512, hidden_depth=2)
+    assert sum(p.numel() for p in flow.parameters()) == expected
+    assert round(expected / 1e6, 1) == 26.8
+
+
+def test_hidden_depth_zero_is_one_hidden_layer():
+    """``hidden_depth=0``: Linear(in, h) -> LeakyReLU -> Linear(h, out)."""
+    net = mlp(in_dim=5, out_dim=3, hidden_dim=16, hidden_depth=0)
+    assert [type(module) for module in net] == [torch.nn.Linear, torch.nn.LeakyReLU, torch.nn.Linear]
+    assert [(net[0].in_features, net[0].out_features), (net[2].in_features, net[2].out_features)] == [(5, 16), (16, 3)]

@@ -290,7 +290,7 @@ def test_diin_colour_swap_changes_colour_and_keeps_shape(sprites, tmp_path):
         za, zb = classifier.encode(images1), classifier.encode(images2)
     dims = estimate_factor_dims(za.numpy(), zb.numpy(), factor.numpy(), 3)
     model = FactorIIN.from_params(first_stage=first_stage(path, n_classes=5 * N_COLORS), n_flow=4,
-                                  hidden_depth=2, hidden_dim=64, factor_config=dims)
+                                  hidden_depth=1, hidden_dim=64, factor_config=dims)
     train1, train2, train_factor = pair_arrays(sprites["pairs_train"], 3000)
     codes1, codes2 = model.codes(train1), model.codes(train2)
     loss_fn, optimizer = FactorLoss(0.975), torch.optim.Adam(model.flow.parameters(), 1e-3)

@@ -11,6 +11,10 @@
   ``s = tanh(mlp_s(a))`` (bounded log-scale) and ``t = mlp_t(a)``;
   ``log|det| = sum(s)``. :class:`DoubleAffineCoupling` applies two of them
   with the roles of the halves exchanged, so every dimension is transformed.
+  Each MLP counts its depth as the reference's ``BasicFullyConnectedNet``
+  does: ``Linear(in, h)``, ``hidden_depth`` x ``Linear(h, h)``,
+  ``Linear(h, out)``, LeakyReLU(0.2) between -- ``hidden_depth + 1`` hidden
+  layers, so the reference's ``hidden_depth: 2`` has three.
 * :class:`Permutation` -- a fixed permutation drawn from ``seed`` and stored
   as a buffer (it is saved with the checkpoint).
 
@@ -40,19 +44,20 @@ class FlowParams:
 
     in_dim: int = 64  # D, size of the vectors (the first stage's code)
     n_flow: int = 12  # blocks of ActNorm -> double coupling -> permutation
-    hidden_depth: int = 2  # hidden layers of each scale / shift MLP
+    hidden_depth: int = 2  # Linear(h, h) layers of each scale / shift MLP, between Linear(in, h) and Linear(h, out)
     hidden_dim: int = 512  # width of those hidden layers
     seed: int = 0  # seed of the fixed permutations
 
 
 def mlp(in_dim: int, out_dim: int, hidden_dim: int, hidden_depth: int) -> nn.Sequential:
-    """``in_dim -> hidden_dim (x hidden_depth, LeakyReLU) -> out_dim``; the last layer starts at zero."""
-    layers: list[nn.Module] = []
-    width = in_dim
+    """``(N, in_dim) -> (N, out_dim)``: ``Linear(in, h)``, ``hidden_depth`` x ``Linear(h, h)``, ``Linear(h, out)``.
+
+    LeakyReLU(0.2) follows every layer but the last, which starts at zero.
+    """
+    layers: list[nn.Module] = [nn.Linear(in_dim, hidden_dim), nn.LeakyReLU(0.2)]
     for _ in range(hidden_depth):
-        layers += [nn.Linear(width, hidden_dim), nn.LeakyReLU(0.2)]
-        width = hidden_dim
-    last = nn.Linear(width, out_dim)
+        layers += [nn.Linear(hidden_dim, hidden_dim), nn.LeakyReLU(0.2)]
+    last = nn.Linear(hidden_dim, out_dim)
     nn.init.zeros_(last.weight)
     nn.init.zeros_(last.bias)
     return nn.Sequential(*layers, last)

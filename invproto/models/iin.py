@@ -79,7 +79,7 @@ class IIN(Model):
     class Params:
         first_stage: FirstStageParams = field(default_factory=FirstStageParams)
         n_flow: int = 12  # flow blocks (ActNorm -> double affine coupling -> permutation)
-        hidden_depth: int = 2  # hidden layers of the coupling MLPs
+        hidden_depth: int = 2  # coupling MLPs: Linear(in, h), hidden_depth x Linear(h, h), Linear(h, out)
         hidden_dim: int = 512  # width of the coupling MLPs
         seed: int = 0  # seed of the flow's fixed permutations
 
