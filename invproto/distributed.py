@@ -235,14 +235,17 @@ class TrainingStep(nn.Module):
         return self.step(batch)
 
 
-def replicate(step: Callable, model: nn.Module, optimized: Iterable[nn.Parameter]) -> nn.Module | None:
+def replicate(step: Callable, model: nn.Module, optimized: Iterable[nn.Parameter],
+              find_unused_parameters: bool = False) -> nn.Module | None:
     """``step`` wrapped in DistributedDataParallel (None with one process, or nothing to train).
 
     On CUDA the model's BatchNorm layers become SyncBatchNorm first, so batch
     statistics are those of the global batch; on the CPU (where SyncBatchNorm
     does not run) each rank normalises with its own part, and DDP copies rank
-    0's running statistics to the others before every step. Parameters may go
-    unused in a step (``find_unused_parameters``).
+    0's running statistics to the others before every step. Only a step that
+    leaves some trained parameters without a gradient needs
+    ``find_unused_parameters``: DDP then walks the autograd graph after every
+    forward, which costs time.
     """
     if not is_distributed():
         return None
@@ -252,5 +255,6 @@ def replicate(step: Callable, model: nn.Module, optimized: Iterable[nn.Parameter
     setup()
     if torch.cuda.is_available():
         nn.SyncBatchNorm.convert_sync_batchnorm(model)
-        return nn.parallel.DistributedDataParallel(module, device_ids=[local_rank()], find_unused_parameters=True)
-    return nn.parallel.DistributedDataParallel(module, find_unused_parameters=True)
+        return nn.parallel.DistributedDataParallel(module, device_ids=[local_rank()],
+                                                   find_unused_parameters=find_unused_parameters)
+    return nn.parallel.DistributedDataParallel(module, find_unused_parameters=find_unused_parameters)

@@ -179,6 +179,6 @@ def hierarchy_by_name(name: str, n_classes: int) -> ClassHierarchy:
     return ClassHierarchy.from_tree(class_names, tree)
 
 
-def mean_cost(cost: torch.Tensor, target: torch.Tensor, predicted: torch.Tensor) -> float:
-    """Mean of ``cost[target_i, predicted_i]`` over ``(N,)`` integer labels and predictions."""
-    return float(cost.to(predicted.device)[target, predicted].float().mean())
+def mean_cost(cost: torch.Tensor, target: torch.Tensor, predicted: torch.Tensor) -> torch.Tensor:
+    """Mean (0-d tensor) of ``cost[target_i, predicted_i]`` over ``(N,)`` integer labels and predictions."""
+    return cost.to(predicted.device)[target, predicted].float().mean()

@@ -60,7 +60,7 @@ def test_average_cost_and_mistake_cost_by_hand():
     cost = hierarchy_by_name("fashion_mnist", 10).cost_matrix()
     target = torch.tensor([T_SHIRT, T_SHIRT, TROUSER, BAG])
     predicted = torch.tensor([T_SHIRT, SHIRT, SANDAL, BAG])  # right, within tops (2), across (4), right
-    assert mean_cost(cost, target, predicted) == pytest.approx(6 / 4)
+    assert float(mean_cost(cost, target, predicted)) == pytest.approx(6 / 4)
     assert cost_metrics(cost, target, predicted) == pytest.approx({"average_cost": 1.5, "mistake_cost": 3.0})
     assert cost_metrics(cost, target, target) == {"average_cost": 0.0}
 

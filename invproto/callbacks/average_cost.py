@@ -27,10 +27,10 @@ from invproto.hierarchy import hierarchy_by_name, mean_cost
 
 def cost_metrics(cost: torch.Tensor, target: torch.Tensor, predicted: torch.Tensor) -> dict[str, float]:
     """``average_cost`` and (if any prediction is wrong) ``mistake_cost`` of ``(N,)`` predictions."""
-    metrics = {"average_cost": mean_cost(cost, target, predicted)}
+    metrics = {"average_cost": float(mean_cost(cost, target, predicted))}
     wrong = predicted != target
     if wrong.any():
-        metrics["mistake_cost"] = mean_cost(cost, target[wrong], predicted[wrong])
+        metrics["mistake_cost"] = float(mean_cost(cost, target[wrong], predicted[wrong]))
     return metrics
 
 

@@ -47,6 +47,16 @@ class OptimizerParams:
 
 
 @dataclass
+class PerformanceParams:
+    """How the training step runs on the hardware (:mod:`invproto.iterators.performance`); all off by default."""
+
+    amp: Optional[str] = None  # null | bf16 | fp16: forward and loss under autocast (fp16 with a grad scaler)
+    compile: bool = False  # torch.compile the training step (forward + loss)
+    compile_backend: str = "inductor"  # any torch.compile backend (aot_eager: tracing without code generation)
+    channels_last: bool = False  # model weights and 4-d inputs in NHWC memory layout
+
+
+@dataclass
 class ComponentSpec:
     """An object built by :func:`invproto.config.instantiate.instantiate`."""
 
@@ -93,6 +103,7 @@ class RunConfig:
     loss: Optional[ComponentSpec] = None
     data: DataParams = field(default_factory=DataParams)
     optimizer: OptimizerParams = field(default_factory=OptimizerParams)
+    performance: PerformanceParams = field(default_factory=PerformanceParams)
     seed: int = 0
     # schedule and logging (edflow)
     batch_size: int = MISSING  # the global batch: split evenly across torchrun processes

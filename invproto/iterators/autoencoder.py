@@ -16,7 +16,7 @@ import torch
 
 from invproto.callbacks.fid import fid_reconstruction, fid_samples, reconstruction
 from invproto.config.schema import OptimizerParams
-from invproto.iterators.base import Batch, Iterator, to_hwc
+from invproto.iterators.base import Batch, Iterator, Scalars, to_hwc
 from invproto.iterators.optimization import build_optimizer
 
 
@@ -58,7 +58,7 @@ class AutoencoderIterator(Iterator):
         """The autoencoder's parameters and the loss's learned log-variance (when on) share the optimizer."""
         return [{"params": [*self.model.parameters(), *self.loss.autoencoder_parameters()]}]
 
-    def train_step(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
+    def train_step(self, batch: Batch) -> tuple[torch.Tensor, Scalars]:
         images = batch["image"]
         posterior = self.model.encode(images)
         reconstructions = self.model.decode(posterior.sample())
@@ -68,7 +68,7 @@ class AutoencoderIterator(Iterator):
                                                       self.model.last_layer_weight, step)
         return loss, {**scalars, **ae_scalars}
 
-    def _discriminator_step(self, images: torch.Tensor, reconstructions: torch.Tensor) -> dict[str, float]:
+    def _discriminator_step(self, images: torch.Tensor, reconstructions: torch.Tensor) -> Scalars:
         """One optimizer step of the discriminator on real images and detached reconstructions."""
         for group in self.d_optimizer.param_groups:
             group["lr"] = self.schedule.get_last_lr()[0] * self.params.d_lr_factor

@@ -7,7 +7,9 @@ What it does for all models, so that subclasses only write the maths:
 * builds the optimizer and LR schedule from the ``optimizer`` section,
 * saves/restores model + optimizer + schedule (+ step, via edflow) with atomic
   writes, and refuses checkpoints written by another model,
-* stops with a one-line message on a non-finite loss,
+* stops with a one-line message on a non-finite loss, and never saves the state it produced,
+* runs the step as the ``performance`` section asks (mixed precision,
+  ``torch.compile``, channels-last; :mod:`invproto.iterators.performance`),
 * writes ``metrics.csv``, ``results/model_info.yaml`` and closes wandb,
 * under torchrun, trains on PyTorch's DistributedDataParallel (see below).
 
@@ -18,6 +20,12 @@ A subclass implements three methods on a batch of tensors (images NCHW):
 * :meth:`eval_step` -> ``{name: array}`` stored for the evaluation callbacks,
 
 and lists its evaluation callbacks in ``callbacks``.
+
+The training step never waits for the device outside log steps: scalars
+stay tensors (0-d, detached) until a log step turns them into floats, the
+loss's finiteness is tracked on the device and checked at log steps and
+before every checkpoint, and throughput is timed with CUDA events. So a step
+on CUDA only queues work, and the host runs ahead to load the next batch.
 
 Under ``torchrun`` (:mod:`invproto.distributed`) nothing changes for a
 subclass. ``self.model`` stays the plain model; the training step runs as the
@@ -39,7 +47,6 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 from pathlib import Path
 from typing import Mapping
 
@@ -53,12 +60,15 @@ from invproto import distributed
 from invproto.artifacts import RunArtifacts
 from invproto.config import instantiate
 from invproto.config.run import abort_cleanly, prepare_run
-from invproto.config.schema import OptimizerParams
+from invproto.config.schema import OptimizerParams, PerformanceParams
 from invproto.io import atomic_torch_save
 from invproto.iterators.optimization import build_optimizer, build_schedule
+from invproto.iterators.performance import (StepTimer, autocast, check_precision, compiled, grad_scaler,
+                                            memory_format)
 from invproto.models.base import load_checkpoint
 
 Batch = dict[str, torch.Tensor]
+Scalars = dict[str, torch.Tensor | float]  # logged values: 0-d detached tensors (read at log steps only) or floats
 
 
 def to_hwc(images: torch.Tensor) -> np.ndarray:
@@ -69,21 +79,6 @@ def to_hwc(images: torch.Tensor) -> np.ndarray:
 def default_device() -> torch.device:
     """CUDA when available (this rank's GPU under torchrun), else the CPU."""
     return distributed.device()
-
-
-class Throughput:
-    """Images per second of a repeated operation, accumulated over calls."""
-
-    def __init__(self):
-        self.images, self.seconds = 0, 0.0
-
-    def add(self, images: int, seconds: float) -> None:
-        self.images += images
-        self.seconds += seconds
-
-    @property
-    def images_per_s(self) -> float | None:
-        return round(self.images / self.seconds, 1) if self.seconds > 0 else None
 
 
 class Iterator(TemplateIterator):
@@ -98,25 +93,33 @@ class Iterator(TemplateIterator):
         if not distributed.is_main_process():
             self.evalhook.cbacks = {}  # rank 0 evaluates the gathered outputs of all ranks
         self.device = default_device()
-        self.model = model.to(self.device)
+        self.performance = PerformanceParams(**self.settings.performance)
+        self.model = model.to(self.device, memory_format=memory_format(self.performance))
         self.params = self.Params(**(self.settings.iterator_params or {})) if self.Params is not None else None
         self.build_components()
         optimizer_params = OptimizerParams(**self.settings.optimizer)
         self.optimizer = build_optimizer(self.parameter_groups(), optimizer_params)
         self.schedule = build_schedule(self.optimizer, int(config.get("num_steps") or 1), optimizer_params)
         self.grad_clip_norm = optimizer_params.grad_clip_norm
+        check_precision(self.performance, len(self._other_optimizers()))
+        self.grad_scaler = grad_scaler(self.performance, self.device)
+        # step of the first non-finite loss since the last check, -1 if none (kept on the device)
+        self._first_nonfinite_step = torch.tensor(-1, device=self.device)
         self.artifacts = RunArtifacts(run.root)
-        self.train_speed, self.inference_speed = Throughput(), Throughput()
+        self.train_speed, self.inference_speed = StepTimer(self.device), StepTimer(self.device)
         self.epoch_hooks.append(_ModelInfoHook(self))
-        self.replicated_step = None if config.get("test_mode", False) else distributed.replicate(
-            self.train_step, self.model, [p for group in self.optimizer.param_groups for p in group["params"]])
+        replicated_step = None if config.get("test_mode", False) else distributed.replicate(
+            self.train_step, self.model, [p for group in self.optimizer.param_groups for p in group["params"]],
+            find_unused_parameters=self.leaves_parameters_unused)
+        self.training_step = compiled(replicated_step or self.train_step, self.performance)
         if distributed.is_distributed():
             for optimizer in self._other_optimizers():
                 optimizer.register_step_pre_hook(_average_gradients_over_ranks)
             torch.manual_seed(self.settings.seed + distributed.rank())
 
     # --- to implement -------------------------------------------------------
-    def train_step(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
+    def train_step(self, batch: Batch) -> tuple[torch.Tensor, Scalars]:
+        """``(loss, scalars)`` of one batch; scalars as detached 0-d tensors (no ``float()``: it waits for the device)."""
         raise NotImplementedError
 
     def log_step(self, batch: Batch) -> dict:
@@ -134,6 +137,7 @@ class Iterator(TemplateIterator):
 
     Params: type | None = None  # dataclass of ``iterator_params`` (checked by the config schema) -> ``self.params``
     default_loss: dict | None = None  # the ``{"target", "params"}`` spec used when the config has no ``loss``
+    leaves_parameters_unused = False  # some trained parameters get no gradient in some steps (DDP must search)
 
     def build_loss(self, **kwargs):
         """``config["loss"]`` (else :attr:`default_loss`) instantiated with ``kwargs``.
@@ -171,31 +175,28 @@ class Iterator(TemplateIterator):
         trained: dict = {}
 
         def train_op():
-            start = time.perf_counter()
             self.model.train()
-            loss, scalars = (self.replicated_step or self.train_step)(tensors)
-            mean_loss = self.optimize(loss)
-            self._synchronize()
-            self.train_speed.add(n_images, time.perf_counter() - start)
-            trained["scalars"] = {**scalars, "loss": mean_loss, "lr": self.schedule.get_last_lr()[0]}
+            with self.train_speed.step(n_images):
+                with autocast(self.performance, self.device):
+                    loss, scalars = self.training_step(tensors)
+                self.optimize(loss)
+            trained["scalars"] = {**scalars, "loss": loss.detach(), "lr": self.schedule.get_last_lr()[0]}
 
         def log_op():
+            self.stop_if_diverged()
             self.model.eval()
             with torch.no_grad():
                 logs = self.log_step(tensors)
             logs["scalars"] = distributed.mean_scalars_over_ranks(
-                {**logs.get("scalars", {}), **trained.get("scalars", {})})
+                {name: float(value) for name, value in {**logs.get("scalars", {}), **trained.get("scalars", {})}.items()})
             self.artifacts.append_metrics({"step": self.get_global_step(), "phase": self.get_split(),
                                            **logs["scalars"]})
             return logs
 
         def eval_op():
-            start = time.perf_counter()
             self.model.eval()
-            with torch.inference_mode():
-                outputs = self.eval_step(tensors)
-            self._synchronize()
-            self.inference_speed.add(n_images, time.perf_counter() - start)
+            with self.inference_speed.step(n_images), torch.inference_mode():
+                outputs = self.eval_step(tensors)  # arrays on the host: the device has finished
             if distributed.is_distributed():
                 outputs = self._gather_outputs(outputs, batch["index_"])
             return {"labels": outputs}
@@ -215,35 +216,64 @@ class Iterator(TemplateIterator):
         return {key: np.concatenate([part[key] for _, part in gathered]) for key in outputs}
 
     def to_tensors(self, batch: Mapping) -> Batch:
-        """Numeric batch entries as tensors on the device; 4-d image arrays NHWC -> NCHW."""
+        """Numeric batch entries as tensors on the device; 4-d image arrays NHWC -> NCHW.
+
+        Images are NCHW views of the NHWC arrays, laid out channels-last when
+        ``performance.channels_last`` asks for it. On CUDA the arrays are copied
+        through pinned memory, so the copy does not wait for the device.
+        """
         tensors = {}
         for key, value in batch.items():
             if isinstance(value, np.ndarray) and value.dtype.kind in "fiub":
                 tensor = torch.from_numpy(value)
                 if tensor.dim() == 4:
                     tensor = tensor.permute(0, 3, 1, 2)
-                tensors[key] = tensor.to(self.device, non_blocking=True).contiguous()
+                if self.device.type == "cuda":
+                    tensor = tensor.pin_memory()
+                tensor = tensor.to(self.device, non_blocking=True)
+                tensors[key] = (tensor.contiguous(memory_format=memory_format(self.performance))
+                                if tensor.dim() == 4 else tensor.contiguous())
         return tensors
 
-    def optimize(self, loss: torch.Tensor) -> float:
-        """One optimizer + schedule step; returns the loss averaged over the ranks, stops the run when it is not finite."""
-        mean_loss = float(distributed.mean_over_ranks(loss.detach()))
-        if not np.isfinite(mean_loss):
+    def optimize(self, loss: torch.Tensor) -> None:
+        """One optimizer + schedule step (the loss scaled under fp16); a non-finite loss is noted for the next check.
+
+        Nothing here waits for the device: :meth:`stop_if_diverged` reads the
+        note at log steps and before every checkpoint.
+        """
+        self._note_nonfinite(distributed.mean_over_ranks(loss.detach()))  # every rank notes the same steps
+        self.optimizer.zero_grad(set_to_none=True)
+        scaler = self.grad_scaler
+        (loss if scaler is None else scaler.scale(loss)).backward()
+        if self.grad_clip_norm is not None:
+            if scaler is not None:
+                scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.trainable_parameters(), self.grad_clip_norm)
+        if scaler is None:
+            self.optimizer.step()
+        else:
+            scaler.step(self.optimizer)
+            scaler.update()
+        self.schedule.step()
+
+    def _note_nonfinite(self, loss: torch.Tensor) -> None:
+        """Remember the current step if ``loss`` is not finite and none was noted since the last check."""
+        first_here = ~torch.isfinite(loss) & (self._first_nonfinite_step < 0)
+        self._first_nonfinite_step = torch.where(first_here, self.get_global_step(), self._first_nonfinite_step)
+
+    def stop_if_diverged(self) -> None:
+        """Stop the run with one line if a loss since the start was not finite.
+
+        The noted losses are means over the ranks, so every rank stops at the
+        same check. The state is then not saved: the last checkpoint on disk
+        predates the divergence and is intact.
+        """
+        first = int(self._first_nonfinite_step)
+        if first >= 0:
             raise SystemExit(
-                f"invproto: loss is {mean_loss} at step {self.get_global_step()}; lower optimizer.lr "
+                f"invproto: loss is not finite at step {first}; lower optimizer.lr "
                 f"(now {self.schedule.get_last_lr()[0]:g}) or set optimizer.grad_clip_norm, then resume "
                 f"from the last checkpoint in {run.checkpoints} (it is intact)")
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if self.grad_clip_norm is not None:
-            torch.nn.utils.clip_grad_norm_(self.trainable_parameters(), self.grad_clip_norm)
-        self.optimizer.step()
-        self.schedule.step()
-        return mean_loss
-
-    def _synchronize(self) -> None:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
 
     # --- checkpoints -------------------------------------------------------
     def checkpoint_state(self) -> dict:
@@ -252,20 +282,26 @@ class Iterator(TemplateIterator):
         Subclasses with more state (a discriminator and its optimizer, say)
         extend the dict and :meth:`load_checkpoint_state`.
         """
-        return {
+        state = {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "schedule": self.schedule.state_dict(),
             "describe": self.model.describe(),
         }
+        if self.grad_scaler is not None:
+            state["grad_scaler"] = self.grad_scaler.state_dict()
+        return state
 
     def load_checkpoint_state(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.schedule.load_state_dict(state["schedule"])
+        if self.grad_scaler is not None and "grad_scaler" in state:
+            self.grad_scaler.load_state_dict(state["grad_scaler"])
 
     def save(self, checkpoint_path: str) -> None:
-        """Write the checkpoint -- on rank 0 only: every rank holds the same state."""
+        """Write the checkpoint -- on rank 0 only: every rank holds the same state. A diverged state is never saved."""
+        self.stop_if_diverged()
         if distributed.is_main_process():
             atomic_torch_save(self.checkpoint_state(), checkpoint_path)
 
@@ -277,6 +313,7 @@ class Iterator(TemplateIterator):
 
     def _save_final_checkpoint(self) -> None:
         """edflow saves at multiples of ``ckpt_freq`` only (when it is set): keep the last state too."""
+        self.stop_if_diverged()  # on every rank, also where the file exists already
         path = Path(self.ckpthook.savename.format(self.get_global_step()))
         if not path.is_file():
             self.save(str(path))

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from invproto.callbacks.accuracy import accuracy
-from invproto.iterators.base import Batch, Iterator, to_hwc
+from invproto.iterators.base import Batch, Iterator, Scalars, to_hwc
 
 
 class ClassifierIterator(Iterator):
@@ -15,10 +15,10 @@ class ClassifierIterator(Iterator):
 
     callbacks = {"eval_op": {"accuracy": accuracy}}
 
-    def train_step(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
+    def train_step(self, batch: Batch) -> tuple[torch.Tensor, Scalars]:
         logits = self.model(batch["image"])
         loss = F.cross_entropy(logits, batch["class"])
-        return loss, {"accuracy": float((logits.argmax(1) == batch["class"]).float().mean())}
+        return loss, {"accuracy": (logits.argmax(1) == batch["class"]).float().mean()}
 
     def log_step(self, batch: Batch) -> dict:
         logits = self.model(batch["image"])

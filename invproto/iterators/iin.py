@@ -30,7 +30,7 @@ from invproto.callbacks.base import evaluation_callback
 from invproto.callbacks.factor_dims import dim_callback
 from invproto.callbacks.fid import fid_samples
 from invproto.iterators.autoencoder import standard_normal, to_uint8_hwc
-from invproto.iterators.base import Batch, Iterator, to_hwc
+from invproto.iterators.base import Batch, Iterator, Scalars, to_hwc
 from invproto.losses.iin import HALF_LOG_TWO_PI
 from invproto.models.iin import first_stage_codes
 
@@ -59,7 +59,7 @@ class IINIterator(Iterator):
     def trainable_parameters(self):
         return self.model.flow.parameters()
 
-    def train_step(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
+    def train_step(self, batch: Batch) -> tuple[torch.Tensor, Scalars]:
         return self.loss(*self.model(batch["image"]))
 
     def log_step(self, batch: Batch) -> dict:
@@ -99,7 +99,7 @@ class FactorIINIterator(IINIterator):
         z2, log_det2 = self.model(batch["image2"])
         return z1, z2, log_det1, log_det2, self.model.factor_mask(batch["factor"])
 
-    def train_step(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
+    def train_step(self, batch: Batch) -> tuple[torch.Tensor, Scalars]:
         return self.loss(*self._pair_outputs(batch))
 
     def log_step(self, batch: Batch) -> dict:
@@ -128,7 +128,7 @@ class DimensionEvaluator(Iterator):
 
     callbacks = {"eval_op": {"dim_callback": dim_callback}}
 
-    def train_step(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
+    def train_step(self, batch: Batch) -> tuple[torch.Tensor, Scalars]:
         raise SystemExit("invproto: DimensionEvaluator only evaluates; run it without -t and pass the "
                          "checkpoint to evaluate with -c")
 

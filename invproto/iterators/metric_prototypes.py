@@ -20,7 +20,7 @@ import torch
 
 from invproto.callbacks.average_cost import average_cost
 from invproto.callbacks.prototypes import prototype_accuracy, prototype_labels
-from invproto.iterators.base import Batch, Iterator, to_hwc
+from invproto.iterators.base import Batch, Iterator, Scalars, to_hwc
 
 
 class MetricPrototypeIterator(Iterator):
@@ -36,7 +36,7 @@ class MetricPrototypeIterator(Iterator):
     def build_components(self) -> None:
         self.loss = self.build_loss(hierarchy=self.model.hierarchy, prototype_nodes=self.model.prototype_nodes)
 
-    def train_step(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
+    def train_step(self, batch: Batch) -> tuple[torch.Tensor, Scalars]:
         output = self.model(batch["image"], batch["class"])
         class_distances = -output.scores[:, :self.model.params.n_classes]
         self.model.nearest_images.offer(batch["image"], class_distances, self.get_epoch_step())

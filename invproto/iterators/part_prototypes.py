@@ -71,7 +71,7 @@ from invproto.interpret.part_metrics import consistency, parts_hit, peak_positio
 from invproto.interpret.receptive_field import MAPPINGS, REDUCTIONS
 from invproto.interpret.relevance import BASELINES, baseline_image, relevance_auc, relevance_curves
 from invproto.io import save_grid
-from invproto.iterators.base import Batch, Iterator, to_hwc
+from invproto.iterators.base import Batch, Iterator, Scalars, to_hwc
 from invproto.losses.part_prototypes import off_class_l1
 from invproto.models.part_prototypes import DUPLICATE_FILTERS, PartPrototypeOutput, PushBatch, push_prototypes
 from invproto.models.prototype_model import Explanation
@@ -116,6 +116,7 @@ class PartPrototypeIterator(Iterator):
     """Trains and evaluates a :class:`~invproto.models.part_prototypes.PartPrototypeNet`; see the module docstring."""
 
     default_loss = {"target": "invproto.losses.part_prototypes.PartPrototypeLoss"}
+    leaves_parameters_unused = True  # the backbone is frozen in the warm-up epochs
 
     @dataclass
     class Params:
@@ -168,11 +169,11 @@ class PartPrototypeIterator(Iterator):
         return [group for group in groups if group["params"]]
 
     # --- training --------------------------------------------------------------------------------
-    def _loss(self, output: PartPrototypeOutput, target: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+    def _loss(self, output: PartPrototypeOutput, target: torch.Tensor) -> tuple[torch.Tensor, Scalars]:
         return self.loss(output.logits, output.min_distances, target, self.model.prototype_class,
                          self.model.head_weight())
 
-    def train_step(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
+    def train_step(self, batch: Batch) -> tuple[torch.Tensor, Scalars]:
         self.model.backbone.requires_grad_(self.get_epoch_step() >= self.params.warmup_epochs)
         return self._loss(self.model(batch["image"]), batch["class"])
 

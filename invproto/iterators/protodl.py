@@ -20,7 +20,7 @@ import torch
 
 from invproto.callbacks.prototypes import prototype_accuracy, prototype_labels
 from invproto.data.augment import augment
-from invproto.iterators.base import Batch, Iterator, to_hwc
+from invproto.iterators.base import Batch, Iterator, Scalars, to_hwc
 
 
 class ProtoDLIterator(Iterator):
@@ -52,7 +52,7 @@ class ProtoDLIterator(Iterator):
         return [{"params": rest},
                 {"params": classifier, "lr": self.settings.optimizer.lr * self.params.classifier_lr_factor}]
 
-    def train_step(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
+    def train_step(self, batch: Batch) -> tuple[torch.Tensor, Scalars]:
         images = augment(batch["image"], self.params.augment_shift, flip=False)
         return self.loss(self.model(images), images, batch["class"])
 

@@ -46,7 +46,7 @@ from invproto.config.run import abort_cleanly
 from invproto.data.augment import augment
 from invproto.data.base import dataset_examples
 from invproto.io import save_grid
-from invproto.iterators.base import Batch, Iterator, to_hwc
+from invproto.iterators.base import Batch, Iterator, Scalars, to_hwc
 from invproto.iterators.prototype_revival import PrototypeRevival
 from invproto.losses.protoflow import bits_per_dim, marginal_log_likelihood
 from invproto.models.prototype_model import Explanation
@@ -112,7 +112,7 @@ class ProtoFlowIterator(Iterator):
     def training_view(self, images: torch.Tensor) -> torch.Tensor:
         return augment(images, self.params.augment_shift, self.params.augment_flip)
 
-    def train_step(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
+    def train_step(self, batch: Batch) -> tuple[torch.Tensor, Scalars]:
         if self.params.kmeans_init and self.get_global_step() == 0:
             self.initialize_prototypes()
         revived = self.revival.maybe_revive(self.get_global_step())
@@ -132,7 +132,7 @@ class ProtoFlowIterator(Iterator):
         return loss, scalars
 
     def _loss(self, z: torch.Tensor, log_det: torch.Tensor, target: torch.Tensor,
-              second_view_scores: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+              second_view_scores: torch.Tensor | None = None) -> tuple[torch.Tensor, Scalars]:
         return self.loss(self.model.class_scores(z), self.model.latent_class_log_likelihood(z, log_det), target,
                          self.model.data_dims, self.get_global_step(), self.model.head.diversity_loss(),
                          second_view_scores)

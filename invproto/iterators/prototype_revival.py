@@ -42,7 +42,8 @@ class PrototypeRevival:
         if self.every <= 0:
             return
         own_class = self.head.weighted_component_log_prob(z)[torch.arange(len(z)), labels]  # (N, K)
-        self.usage.index_put_((labels.cpu(), own_class.argmax(dim=1).cpu()), torch.ones(len(z)), accumulate=True)
+        self.usage = self.usage.to(z.device)  # counted where the latents are: no wait for the device
+        self.usage.index_put_((labels, own_class.argmax(dim=1)), torch.ones(len(z), device=z.device), accumulate=True)
         self.codes.append(z.detach())
         self.labels.append(labels)
         while sum(len(c) for c in self.codes) - len(self.codes[0]) >= self.pool_size:

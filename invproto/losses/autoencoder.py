@@ -99,33 +99,33 @@ class AutoencoderLoss(nn.Module):
         return self.discriminator is not None and step >= self.params.disc_start
 
     def discriminator_loss(self, inputs: torch.Tensor, reconstructions: torch.Tensor
-                           ) -> tuple[torch.Tensor, dict[str, float]]:
+                           ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Loss of the discriminator on real ``inputs`` and (detached) ``reconstructions``, NCHW."""
         real = self.discriminator(inputs)
         fake = self.discriminator(reconstructions.detach())
         loss = DISCRIMINATOR_LOSSES[self.params.disc_loss](real, fake)
-        return loss, {"d_loss": loss.item(), "logits_real": real.mean().item(),
-                      "logits_fake": fake.mean().item()}
+        return loss, {"d_loss": loss.detach(), "logits_real": real.mean().detach(),
+                      "logits_fake": fake.mean().detach()}
 
     def autoencoder_loss(self, inputs: torch.Tensor, reconstructions: torch.Tensor, posterior: DiagonalGaussian,
-                         last_layer: torch.Tensor, step: int) -> tuple[torch.Tensor, dict[str, float]]:
+                         last_layer: torch.Tensor, step: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The encoder/decoder loss (module docstring); ``last_layer`` is the decoder's last weight."""
         rec = (inputs - reconstructions).abs()
         scalars = {}
         if self.perceptual is not None:
             perceptual = self.perceptual(inputs, reconstructions)
             rec = rec + self.params.perceptual_weight * perceptual[:, None, None, None]
-            scalars["perceptual"] = perceptual.mean().item()
+            scalars["perceptual"] = perceptual.mean().detach()
         nll = (rec / self.logvar.exp() + self.logvar).flatten(1).sum(1).mean()
         kl = posterior.kl().mean()
         loss = nll + self.params.kl_weight * kl
-        scalars.update(nll=nll.item(), kl=kl.item(), logvar=self.logvar.item())
+        scalars.update(nll=nll.detach(), kl=kl.detach(), logvar=self.logvar.detach().clone())  # a copy: the step updates logvar in place
         if self.gan_active(step):
             g_loss = self._generator_loss(reconstructions)
             weight = (calibrated_weight(nll, g_loss, last_layer) if self.params.calibrate
                       else torch.tensor(self.params.discriminator_weight))
             loss = loss + weight * g_loss
-            scalars.update(g_loss=g_loss.item(), gan_weight=weight.item())
+            scalars.update(g_loss=g_loss.detach(), gan_weight=weight.detach())
         return loss, scalars
 
     def _generator_loss(self, reconstructions: torch.Tensor) -> torch.Tensor:

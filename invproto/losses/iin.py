@@ -24,9 +24,9 @@ import torch
 HALF_LOG_TWO_PI = 0.5 * math.log(2 * math.pi)
 
 
-def per_dim_scalars(loss: torch.Tensor, dims: int) -> dict[str, float]:
-    """``nats_per_dim`` / ``bits_per_dim`` of a mean loss over ``dims`` dimensions per example (constant added)."""
-    nats = float(loss) / dims + HALF_LOG_TWO_PI
+def per_dim_scalars(loss: torch.Tensor, dims: int) -> dict[str, torch.Tensor]:
+    """``nats_per_dim`` / ``bits_per_dim`` (0-d tensors) of a mean loss over ``dims`` dimensions per example (constant added)."""
+    nats = loss / dims + HALF_LOG_TWO_PI
     return {"nats_per_dim": nats, "bits_per_dim": nats / math.log(2)}
 
 
@@ -38,9 +38,9 @@ class IINLoss:
         """``(N,)`` energies ``½‖z‖² − log|det|`` in nats (without the constant)."""
         return 0.5 * z.pow(2).sum(dim=1) - log_det
 
-    def __call__(self, z: torch.Tensor, log_det: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+    def __call__(self, z: torch.Tensor, log_det: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         loss = self.per_example(z, log_det).mean()
-        return loss, {"nll": float(loss.detach()), **per_dim_scalars(loss.detach(), z.shape[1])}
+        return loss, {"nll": loss.detach(), **per_dim_scalars(loss.detach(), z.shape[1])}
 
 
 class FactorLoss:
@@ -59,6 +59,6 @@ class FactorLoss:
         return IINLoss.per_example(z1, log_det1) + independent + correlated - log_det2
 
     def __call__(self, z1: torch.Tensor, z2: torch.Tensor, log_det1: torch.Tensor, log_det2: torch.Tensor,
-                 shared: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+                 shared: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         loss = self.per_example(z1, z2, log_det1, log_det2, shared).mean()
-        return loss, {"nll": float(loss.detach()), **per_dim_scalars(loss.detach(), 2 * z1.shape[1])}
+        return loss, {"nll": loss.detach(), **per_dim_scalars(loss.detach(), 2 * z1.shape[1])}

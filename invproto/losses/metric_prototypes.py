@@ -166,17 +166,17 @@ class MetricPrototypeLoss(nn.Module):
         return F.cross_entropy(output.logits, target)
 
     def forward(self, output: PrototypeOutput, target: torch.Tensor,
-                prototypes: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+                prototypes: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Model output on a batch, ``(N,)`` labels, ``(P, D)`` prototypes -> ``(loss, scalars)``."""
         data = self.data_loss(output, target)
         distortion = self.distortion(prototypes)  # reported also when it is not trained
         loss = data + self.params.distortion_weight * distortion
-        scalars = {self.params.data_term: float(data), "distortion": float(distortion)}
+        scalars = {self.params.data_term: data.detach(), "distortion": distortion.detach()}
         if self.rank is not None:
             rank = self.rank(prototypes)
             loss = loss + self.params.rank_weight * rank
-            scalars["rank"] = float(rank)
+            scalars["rank"] = rank.detach()
         predicted = output.logits.argmax(dim=1)
-        scalars["accuracy"] = float((predicted == target).float().mean())
+        scalars["accuracy"] = (predicted == target).float().mean()
         scalars["average_cost"] = mean_cost(self.cost, target, predicted)
         return loss, scalars

@@ -51,13 +51,13 @@ class PartPrototypeLoss:
         self.cluster_weight, self.separation_weight, self.l1_weight = cluster_weight, separation_weight, l1_weight
 
     def __call__(self, logits: torch.Tensor, min_distances: torch.Tensor, target: torch.Tensor,
-                 prototype_class: torch.Tensor, head_weight: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+                 prototype_class: torch.Tensor, head_weight: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         cross_entropy = F.cross_entropy(logits, target)
         cluster = cluster_cost(min_distances, target, prototype_class)
         separation = separation_cost(min_distances, target, prototype_class)
         l1 = off_class_l1(head_weight, prototype_class)
         loss = (cross_entropy + self.cluster_weight * cluster - self.separation_weight * separation
                 + self.l1_weight * l1)
-        return loss, {"cross_entropy": cross_entropy.item(), "cluster": cluster.item(),
-                      "separation": separation.item(), "l1": l1.item(),
-                      "accuracy": (logits.argmax(1) == target).float().mean().item()}
+        return loss, {"cross_entropy": cross_entropy.detach(), "cluster": cluster.detach(),
+                      "separation": separation.detach(), "l1": l1.detach(),
+                      "accuracy": (logits.argmax(1) == target).float().mean().detach()}

@@ -48,7 +48,7 @@ class ProtoDLLoss:
         self.r1_weight, self.r2_weight = r1_weight, r2_weight
 
     def __call__(self, output: ProtoDLOutput, images: torch.Tensor,
-                 target: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+                 target: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Model output on ``(N, C, S, S)`` images with ``(N,)`` labels -> ``(loss, scalars)``."""
         terms = {"cross_entropy": F.cross_entropy(output.logits, target),
                  "reconstruction": reconstruction_error(output.reconstruction, images),
@@ -56,6 +56,6 @@ class ProtoDLLoss:
                  "r2": data_to_prototype(output.distances)}
         loss = (self.class_weight * terms["cross_entropy"] + self.reconstruction_weight * terms["reconstruction"]
                  + self.r1_weight * terms["r1"] + self.r2_weight * terms["r2"])
-        scalars = {name: value.item() for name, value in terms.items()}
-        scalars["accuracy"] = float((output.logits.argmax(dim=1) == target).float().mean())
+        scalars = {name: value.detach() for name, value in terms.items()}
+        scalars["accuracy"] = (output.logits.argmax(dim=1) == target).float().mean()
         return loss, scalars

@@ -61,7 +61,7 @@ class ProtoFlowLoss:
 
     def __call__(self, scores: torch.Tensor, class_log_likelihood: torch.Tensor, target: torch.Tensor, dims: int,
                  step: int, diversity: torch.Tensor, second_view_scores: torch.Tensor | None = None
-                 ) -> tuple[torch.Tensor, dict[str, float]]:
+                 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """``scores``, ``class_log_likelihood``: ``(N, C)`` of view 1; ``target``: ``(N,)`` labels;
         ``diversity``: the head's scalar diversity term; ``second_view_scores``: ``(N, C)``
         scores of view 2; without them (logging) the consistency term is left out."""
@@ -78,5 +78,5 @@ class ProtoFlowLoss:
             loss = loss + weight * consistency
             scalars.update(consistency=consistency, consistency_weight=weight,
                            pseudo_label_agreement=(pseudo_label == target).float().mean())
-        return loss, {name: float(value.detach()) if torch.is_tensor(value) else float(value)
+        return loss, {name: value.detach() if torch.is_tensor(value) else float(value)
                       for name, value in scalars.items()}

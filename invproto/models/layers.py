@@ -26,6 +26,7 @@ class ActNorm(nn.Module):
         self.log_scale = nn.Parameter(torch.zeros(num_channels))
         self.register_buffer("initialized", torch.tensor(False))
         self.eps = eps
+        self._known_initialized = False  # host copy of ``initialized`` once True (reading it would wait for the device)
 
     def _shape(self, x: torch.Tensor) -> tuple[int, ...]:
         return (1, -1) + (1,) * (x.dim() - 2)
@@ -42,10 +43,16 @@ class ActNorm(nn.Module):
         self.initialized.fill_(True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.training and not bool(self.initialized):
-            self._initialize(x)
+        if self.training and not self._known_initialized:
+            if not bool(self.initialized):
+                self._initialize(x)
+            self._known_initialized = True
         shape = self._shape(x)
         return (x + self.loc.view(shape)) * torch.exp(self.log_scale.view(shape))
+
+    def _load_from_state_dict(self, *args, **kwargs):
+        self._known_initialized = False  # the loaded buffer decides again
+        super()._load_from_state_dict(*args, **kwargs)
 
     def log_det(self, x: torch.Tensor) -> torch.Tensor:
         """log|det dy/dx| per example, shape ``(N,)``."""

@@ -101,23 +101,28 @@ class NearestImages(nn.Module):
         self.register_buffer("images", torch.empty(0))
         self.register_buffer("distance", torch.full((n_prototypes,), math.inf))
         self.register_buffer("epoch", torch.tensor(-1))
+        self._epoch_seen: int | None = None  # host copy of ``epoch`` (reading the buffer would wait for the device)
 
     @torch.no_grad()
     def offer(self, images: torch.Tensor, distances: torch.Tensor, epoch: int) -> None:
         """``(N, C, H, W)`` images with their ``(N, P)`` distances to the prototypes, seen in ``epoch``."""
-        if int(self.epoch) != epoch or self.images.shape[1:] != images.shape[1:]:
+        if self._epoch_seen is None:
+            self._epoch_seen = int(self.epoch)
+        if self._epoch_seen != epoch or self.images.shape[1:] != images.shape[1:]:
             self.images = images.new_zeros((len(self.distance), *images.shape[1:]))
             self.distance.fill_(math.inf)
             self.epoch.fill_(epoch)
+            self._epoch_seen = epoch
         nearest, index = distances.min(dim=0)
-        closer = nearest < self.distance
-        self.distance[closer] = nearest[closer]
-        self.images[closer] = images[index[closer]]
+        closer = nearest < self.distance  # (P,); selected with where(), as a boolean index would wait for the device
+        self.distance.copy_(torch.where(closer, nearest, self.distance))
+        self.images.copy_(torch.where(closer.view(-1, *[1] * (images.dim() - 1)), images[index], self.images))
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         saved = state_dict.get(prefix + "images")
         if saved is not None:
             self.images = self.images.new_empty(saved.shape)  # its shape is known only once filled
+        self._epoch_seen = None
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 

@@ -92,7 +92,7 @@ class PrototypeFlow(Model, PrototypeModel):
         raise NotImplementedError
 
     def auxiliary_loss(self, images: torch.Tensor, target: torch.Tensor
-                       ) -> tuple[torch.Tensor, dict[str, float]] | None:
+                       ) -> tuple[torch.Tensor, dict[str, torch.Tensor]] | None:
         """An extra training term of the backbone on ``(N,)`` labelled images (weighted), or ``None`` (the default)."""
         return None
 
@@ -184,7 +184,7 @@ class LatentPrototypeFlow(IIN, PrototypeFlow):
         return self(images)
 
     def auxiliary_loss(self, images: torch.Tensor, target: torch.Tensor
-                       ) -> tuple[torch.Tensor, dict[str, float]] | None:
+                       ) -> tuple[torch.Tensor, dict[str, torch.Tensor]] | None:
         """With ``train_first_stage``: CE through the differentiable code + weighted L1 reconstruction."""
         if not self.params.train_first_stage:
             return None
@@ -192,4 +192,4 @@ class LatentPrototypeFlow(IIN, PrototypeFlow):
         ce = F.cross_entropy(self.class_scores(self.flow(code)[0]), target)
         reconstruction = F.l1_loss(self.first_stage.decode(code), images)
         return (ce + self.params.reconstruction_weight * reconstruction,
-                {"first_stage_ce": float(ce.detach()), "reconstruction_l1": float(reconstruction.detach())})
+                {"first_stage_ce": ce.detach(), "reconstruction_l1": reconstruction.detach()})
