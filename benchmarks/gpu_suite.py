@@ -249,8 +249,9 @@ def step_part(configs: dict[str, dict], args, workdir: Path, device: torch.devic
                    ms_per_step=round(seconds * 1e3, 3), ms_per_step_off=round(ours * 1e3, 3))
 
 
-def count_host_syncs(step: Callable[[int], None], first: int, steps: int) -> int:
-    """Synchronising CUDA calls made by ``step(first) ... step(first + steps - 1)`` (CUDA's sync debug mode)."""
+def host_sync_sites(step: Callable[[int], None], first: int, steps: int) -> list[str]:
+    """Where ``step(first) ... step(first + steps - 1)`` synchronised with the GPU: one ``file:line`` per
+    synchronising CUDA call (CUDA's sync debug mode warns at each)."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         torch.cuda.set_sync_debug_mode("warn")
@@ -259,12 +260,12 @@ def count_host_syncs(step: Callable[[int], None], first: int, steps: int) -> int
                 step(i)
         finally:
             torch.cuda.set_sync_debug_mode("default")
-    return sum("synchroniz" in str(w.message) for w in caught)
+    return [f"{w.filename}:{w.lineno}" for w in caught if "synchroniz" in str(w.message)]
 
 
 def syncs_part(configs: dict[str, dict], args, workdir: Path, device: torch.device, record: Callable) -> None:
     started = time.perf_counter()
-    per_model = {}
+    per_model, sites = {}, {}
     for name, config in configs.items():
         config = {**config, "log_freq": 10 ** 9}
         batches = make_batches(config, 4)
@@ -277,10 +278,11 @@ def syncs_part(configs: dict[str, dict], args, workdir: Path, device: torch.devi
         for i in range(args.warmup):
             step(i)
         synchronize(device)
-        per_model[name] = count_host_syncs(step, args.warmup, args.sync_steps) / args.sync_steps
-        print(f"{name}: {per_model[name]} host synchronisations per step", flush=True)
+        sites[name] = host_sync_sites(step, args.warmup, args.sync_steps)
+        per_model[name] = len(sites[name]) / args.sync_steps
+        print(f"{name}: {per_model[name]} host synchronisations per step {sites[name]}", flush=True)
     record("train.host_syncs_per_step", max(per_model.values()), "synchronisations per non-log training step",
-           0, time.perf_counter() - started, per_model=per_model, steps_counted=args.sync_steps,
+           0, time.perf_counter() - started, per_model=per_model, sites=sites, steps_counted=args.sync_steps,
            method="torch.cuda.set_sync_debug_mode('warn') around train_op after warm-up")
 
 

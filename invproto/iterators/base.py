@@ -119,7 +119,7 @@ class Iterator(TemplateIterator):
 
     # --- to implement -------------------------------------------------------
     def train_step(self, batch: Batch) -> tuple[torch.Tensor, Scalars]:
-        """``(loss, scalars)`` of one batch; scalars as detached 0-d tensors (no ``float()``: it waits for the device)."""
+        """``(loss, scalars)`` of one batch; scalars as detached 0-d tensors (``float()`` would wait for the device)."""
         raise NotImplementedError
 
     def log_step(self, batch: Batch) -> dict:
@@ -187,8 +187,8 @@ class Iterator(TemplateIterator):
             self.model.eval()
             with torch.no_grad():
                 logs = self.log_step(tensors)
-            logs["scalars"] = distributed.mean_scalars_over_ranks(
-                {name: float(value) for name, value in {**logs.get("scalars", {}), **trained.get("scalars", {})}.items()})
+            scalars = {**logs.get("scalars", {}), **trained.get("scalars", {})}
+            logs["scalars"] = distributed.mean_scalars_over_ranks({k: float(v) for k, v in scalars.items()})
             self.artifacts.append_metrics({"step": self.get_global_step(), "phase": self.get_split(),
                                            **logs["scalars"]})
             return logs

@@ -119,7 +119,8 @@ class AutoencoderLoss(nn.Module):
         nll = (rec / self.logvar.exp() + self.logvar).flatten(1).sum(1).mean()
         kl = posterior.kl().mean()
         loss = nll + self.params.kl_weight * kl
-        scalars.update(nll=nll.detach(), kl=kl.detach(), logvar=self.logvar.detach().clone())  # a copy: the step updates logvar in place
+        # logvar copied: the optimizer step updates the parameter in place before the scalars are read
+        scalars.update(nll=nll.detach(), kl=kl.detach(), logvar=self.logvar.detach().clone())
         if self.gan_active(step):
             g_loss = self._generator_loss(reconstructions)
             weight = (calibrated_weight(nll, g_loss, last_layer) if self.params.calibrate

@@ -25,7 +25,8 @@ HALF_LOG_TWO_PI = 0.5 * math.log(2 * math.pi)
 
 
 def per_dim_scalars(loss: torch.Tensor, dims: int) -> dict[str, torch.Tensor]:
-    """``nats_per_dim`` / ``bits_per_dim`` (0-d tensors) of a mean loss over ``dims`` dimensions per example (constant added)."""
+    """``nats_per_dim`` / ``bits_per_dim`` (0-d tensors) of a mean loss over ``dims`` dimensions per example
+    (constant added)."""
     nats = loss / dims + HALF_LOG_TWO_PI
     return {"nats_per_dim": nats, "bits_per_dim": nats / math.log(2)}
 

@@ -51,7 +51,8 @@ class PartPrototypeLoss:
         self.cluster_weight, self.separation_weight, self.l1_weight = cluster_weight, separation_weight, l1_weight
 
     def __call__(self, logits: torch.Tensor, min_distances: torch.Tensor, target: torch.Tensor,
-                 prototype_class: torch.Tensor, head_weight: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+                 prototype_class: torch.Tensor, head_weight: torch.Tensor
+                 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         cross_entropy = F.cross_entropy(logits, target)
         cluster = cluster_cost(min_distances, target, prototype_class)
         separation = separation_cost(min_distances, target, prototype_class)
