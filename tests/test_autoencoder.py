@@ -283,4 +283,4 @@ def test_autoencoder_configs_are_valid(path):
 def test_autoencoder_configs_exist():
     names = {p.split("/")[-1] for p in glob.glob(str(REPO / "configs" / "*_ae*.yaml"))}
     assert names == {f"{d}_ae.yaml" for d in ("mnist", "fashionmnist", "cifar", "celeba", "cmnist")} | {
-        "mnist_ae_cpu.yaml", "sprites_ae_cpu.yaml"}
+        "mnist_ae_cpu.yaml", "mnist_ae_cpu32.yaml", "sprites_ae_cpu.yaml"}

@@ -192,8 +192,8 @@ def test_iin_eval_step_decodes_seeded_samples_for_fid_only_with_a_decoder(tmp_pa
 
 # --- configs -------------------------------------------------------------------------------
 
-OWN_CONFIGS = ["cmnist_clf", "sprites_clf", "sprites_diin", "mnist_iin", "fashionmnist_iin", "cifar_iin",
-               "celeba_iin", "cmnist_diin", "celeba_diin", "cmnist_clf_diin"]
+OWN_CONFIGS = ["cmnist_clf", "sprites_clf", "sprites_diin", "mnist_iin", "mnist_iin_cpu", "fashionmnist_iin",
+               "cifar_iin", "celeba_iin", "cmnist_diin", "celeba_diin", "cmnist_clf_diin"]
 
 
 @pytest.mark.parametrize("name", OWN_CONFIGS)
