@@ -11,6 +11,8 @@ from pathlib import Path
 
 import yaml
 
+from invproto.io import latest_checkpoint
+
 REPO = Path(__file__).resolve().parents[1]
 EDFLOW = str(Path(sys.executable).with_name("edflow"))
 
@@ -74,7 +76,10 @@ def train(config: str | list[str], name: str, *overrides: str) -> tuple[Path, fl
 
 def newest_checkpoint(run: Path) -> Path:
     """The checkpoint of ``run`` with the highest step."""
-    return max((run / "train" / "checkpoints").glob("model-*.ckpt"), key=lambda p: int(p.stem.split("-")[1]))
+    latest = latest_checkpoint(run / "train" / "checkpoints")
+    if latest is None:
+        raise FileNotFoundError(f"{run} has no checkpoint")
+    return Path(latest)
 
 
 def evaluate(run: Path, split: str, *args: str) -> tuple[dict, float]:

@@ -22,7 +22,11 @@ The same hook patches three edflow modules right after they are imported:
   under torchrun (:mod:`invproto.data.batches`);
 * ``edflow.custom_logging``: under torchrun ``run.init`` starts the process
   group, and only rank 0 creates a run directory
-  (:func:`invproto.distributed.init_run`).
+  (:func:`invproto.distributed.init_run`);
+* ``edflow.hooks.checkpoint_hooks.common``: the latest checkpoint is the one
+  with the highest step, not the newest file (:func:`invproto.io.latest_checkpoint`).
+  ``edflow -p <run>`` without ``-t`` refuses a run that has no checkpoint
+  instead of evaluating random weights.
 
 On that first ``import edflow`` it also restores ``st.cache`` (removed from
 streamlit) when streamlit is loaded, so ``edexplore`` -- edflow's explorer run
@@ -74,10 +78,12 @@ def patch_edflow_main(module) -> None:
 
     def with_run_config(entry_point):
         def run_entry_point(config, root, checkpoint=None, *args, **kwargs):
-            from invproto.config.resume import complete_from_run
+            from invproto.config.resume import complete_from_run, refuse_evaluation_without_checkpoint
             from invproto.distributed import broadcast_from_main
 
             complete_from_run(config)
+            if entry_point.__name__ == "test":
+                refuse_evaluation_without_checkpoint(config, checkpoint)
             # Only rank 0 reads the run directory (the config saved there, its latest checkpoint).
             config, checkpoint = broadcast_from_main((config, checkpoint))
             return entry_point(config, root, checkpoint, *args, **kwargs)
@@ -130,8 +136,19 @@ def patch_edflow_logging(module) -> None:
     module.run.init = classmethod(init_on_this_rank)
 
 
+def patch_edflow_checkpoints(module) -> None:
+    """The latest checkpoint is the one with the highest step, not the newest file.
+
+    See :func:`invproto.io.latest_checkpoint`.
+    """
+    from invproto.io import latest_checkpoint
+
+    module.get_latest_checkpoint = latest_checkpoint
+
+
 _MODULE_PATCHES = {"edflow.main": patch_edflow_main, "edflow.iterators.batches": patch_edflow_batches,
-                   "edflow.custom_logging": patch_edflow_logging}
+                   "edflow.custom_logging": patch_edflow_logging,
+                   "edflow.hooks.checkpoint_hooks.common": patch_edflow_checkpoints}
 
 
 class _PatchOnImport(importlib.abc.MetaPathFinder):

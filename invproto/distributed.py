@@ -41,6 +41,8 @@ import torch.nn as nn
 # Rank 0 runs the evaluation callbacks (FID, say) while the others wait at their next collective.
 COLLECTIVE_TIMEOUT = datetime.timedelta(hours=1)
 
+_control_group: dist.ProcessGroup | None = None  # gloo, for small host-side decisions (None: the default group)
+
 
 def world_size() -> int:
     """Number of processes torchrun started (1 without torchrun)."""
@@ -74,11 +76,13 @@ def device() -> torch.device:
 
 def setup() -> None:
     """Start the default process group, once (NCCL on CUDA, gloo on the CPU); nothing with one process."""
+    global _control_group
     if not is_distributed() or dist.is_initialized():
         return
     if torch.cuda.is_available():
         torch.cuda.set_device(local_rank())
         dist.init_process_group("nccl", timeout=COLLECTIVE_TIMEOUT, device_id=device())
+        _control_group = dist.new_group(backend="gloo", timeout=COLLECTIVE_TIMEOUT)
     else:
         dist.init_process_group("gloo", timeout=COLLECTIVE_TIMEOUT)
     atexit.register(_shut_down)
@@ -167,6 +171,20 @@ def gather_to_main(obj: Any) -> list | None:
     gathered = [None] * world_size() if is_main_process() else None
     dist.gather_object(obj, gathered, dst=0)
     return gathered
+
+
+def any_rank(flag: bool) -> bool:
+    """Whether ``flag`` holds on any rank (``flag`` itself with one process).
+
+    A host-side all-reduce (gloo): it never waits for the GPU, so a training
+    loop can ask every step.
+    """
+    if not is_distributed():
+        return flag
+    setup()
+    value = torch.tensor([int(flag)])
+    dist.all_reduce(value, op=dist.ReduceOp.MAX, group=_control_group)
+    return bool(value.item())
 
 
 def sum_over_ranks(tensor: torch.Tensor) -> torch.Tensor:

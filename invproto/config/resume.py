@@ -39,3 +39,23 @@ def complete_from_run(config: dict) -> None:
     restored = deep_update(yaml.safe_load(saved[-1].read_text()), overrides)
     config.clear()
     config.update(restored)
+
+
+def refuse_evaluation_without_checkpoint(config: dict, checkpoint: str | None) -> None:
+    """``edflow -p <run>`` (evaluation) of a run with no checkpoint stops in one line, leaving nothing behind.
+
+    Without it edflow would evaluate randomly initialised weights and record
+    the scores as the run's ``final``. Evaluations of every checkpoint
+    (``eval_all`` / ``eval_forever``) choose their checkpoints themselves.
+    """
+    from edflow.custom_logging import run
+
+    from invproto.config.run import abort_cleanly
+
+    if checkpoint is not None or not getattr(run, "resumed", False):
+        return
+    if config.get("eval_all") or config.get("eval_forever"):
+        return
+    with abort_cleanly():
+        raise SystemExit(f"invproto: {run.root} has no checkpoint in {run.checkpoints} to evaluate; "
+                         "train it first (edflow -p <run> -t) or pass one with -c <checkpoint>")

@@ -8,6 +8,8 @@ What it does for all models, so that subclasses only write the maths:
 * saves/restores model + optimizer + schedule (+ step, via edflow) with atomic
   writes, and refuses checkpoints written by another model,
 * stops with a one-line message on a non-finite loss, and never saves the state it produced,
+* stops on SIGINT/SIGTERM between two steps, the last one saved, with status 128 + signal
+  (:mod:`invproto.iterators.stop_signals`),
 * runs the step as the ``performance`` section asks (mixed precision,
   ``torch.compile``, channels-last; :mod:`invproto.iterators.performance`),
 * writes ``metrics.csv``, ``results/model_info.yaml`` and closes wandb,
@@ -65,6 +67,7 @@ from invproto.io import atomic_torch_save
 from invproto.iterators.optimization import build_optimizer, build_schedule
 from invproto.iterators.performance import (StepTimer, autocast, check_precision, compiled, grad_scaler,
                                             memory_format)
+from invproto.iterators.stop_signals import StopSignals
 from invproto.models.base import load_checkpoint
 
 Batch = dict[str, torch.Tensor]
@@ -108,6 +111,12 @@ class Iterator(TemplateIterator):
         self.artifacts = RunArtifacts(run.root)
         self.train_speed, self.inference_speed = StepTimer(self.device), StepTimer(self.device)
         self.epoch_hooks.append(_ModelInfoHook(self))
+        self.stop_signals = StopSignals()
+        if config.get("test_mode", False):  # evaluation has nothing to save: signals stop it at once
+            self.stop_signals.restore_defaults()
+        else:  # replaces edflow's handlers, which save from inside a running step and exit with 0
+            self.stop_signals.install()
+            self.hooks.append(_StopOnSignalHook(self))
         replicated_step = None if config.get("test_mode", False) else distributed.replicate(
             self.train_step, self.model, [p for group in self.optimizer.param_groups for p in group["params"]],
             find_unused_parameters=self.leaves_parameters_unused)
@@ -350,6 +359,24 @@ class Iterator(TemplateIterator):
 def _average_gradients_over_ranks(optimizer: torch.optim.Optimizer, args, kwargs) -> None:
     """Optimizer step pre-hook: the gradients of ``optimizer``'s parameters, averaged over the ranks."""
     distributed.average_gradients(p for group in optimizer.param_groups for p in group["params"])
+
+
+class _StopOnSignalHook(Hook):
+    """After a training step (and its checkpoint hook): on SIGINT/SIGTERM, save this step's state and stop."""
+
+    def __init__(self, iterator: Iterator):
+        self.iterator = iterator
+
+    def after_step(self, step, last_results):
+        iterator = self.iterator
+        if iterator.get_split() != "train" or not iterator.stop_signals.requested():
+            return
+        path = Path(iterator.ckpthook.savename.format(iterator.get_global_step()))
+        if not path.is_file():
+            iterator.save(str(path))
+        print(f"invproto: stopped by {iterator.stop_signals.describe()} after step {iterator.get_global_step()}; "
+              f"its state is in {path}; resume with edflow -p {run.root} -t", file=sys.stderr, flush=True)
+        raise SystemExit(iterator.stop_signals.exit_status())
 
 
 class _ModelInfoHook(Hook):
