@@ -15,9 +15,11 @@ starts N processes with ``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK`` set. Then
   example order of each epoch and takes its ``batch_size / world_size``
   examples of each global batch (:class:`Shard`, used by
   :mod:`invproto.data.batches`);
-* the iterator trains through DistributedDataParallel, rank 0 gathers the
-  evaluation outputs and runs the evaluation callbacks, and logged scalars are
-  averaged over the ranks (:mod:`invproto.iterators.base`).
+* the iterator trains through DistributedDataParallel, every rank receives
+  the evaluation outputs of all ranks and runs the evaluation callbacks on
+  them (FID/KID share the Inception work, :mod:`invproto.fid.sharding`; rank 0
+  alone records the scores), and logged scalars are averaged over the ranks
+  (:mod:`invproto.iterators.base`).
 
 With one process -- no torchrun, or ``--nproc_per_node=1`` -- every helper
 here is the identity: rank 0 of one, no process group.
@@ -38,7 +40,8 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 
-# Rank 0 runs the evaluation callbacks (FID, say) while the others wait at their next collective.
+# Generous: a rank may wait long at a collective, e.g. while rank 0 alone computes FID from gathered features
+# (a large covariance's eigendecomposition) or writes a checkpoint.
 COLLECTIVE_TIMEOUT = datetime.timedelta(hours=1)
 
 _control_group: dist.ProcessGroup | None = None  # gloo, for small host-side decisions (None: the default group)
@@ -170,6 +173,16 @@ def gather_to_main(obj: Any) -> list | None:
     setup()
     gathered = [None] * world_size() if is_main_process() else None
     dist.gather_object(obj, gathered, dst=0)
+    return gathered
+
+
+def all_gather(obj: Any) -> list:
+    """``[obj of rank 0, obj of rank 1, ...]`` on every rank (``[obj]`` with one process)."""
+    if not is_distributed():
+        return [obj]
+    setup()
+    gathered: list = [None] * world_size()
+    dist.all_gather_object(gathered, obj)
     return gathered
 
 

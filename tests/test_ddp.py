@@ -132,7 +132,8 @@ def _rank_main(rank: int, world: int, port: int, out: str) -> None:
         examples.finalize()
     result = {"loc": norm.loc.detach(), "log_scale": norm.log_scale.detach(), "gradient": parameter.grad,
               "scalars": distributed.mean_scalars_over_ranks({"loss": float(rank), f"only_{rank}": 1.0}),
-              "gathered": distributed.gather_to_main(rank * 10), "array_epochs": epochs_of(arrays, 2),
+              "gathered": distributed.gather_to_main(rank * 10), "all_gathered": distributed.all_gather(rank * 10),
+              "array_epochs": epochs_of(arrays, 2),
               "example_epochs": example_epochs, "local_batch_sizes": (arrays.batch_size, examples.batch_size)}
     Path(out, f"rank{rank}.pkl").write_bytes(pickle.dumps(result))
 
@@ -160,6 +161,8 @@ def test_collectives_average_and_gather(two_ranks):
         torch.testing.assert_close(rank["gradient"], torch.full((2,), 1.5))
         assert rank["scalars"] == {"loss": 0.5, "only_0": 1.0, "only_1": 1.0}
     assert two_ranks[0]["gathered"] == [0, 10] and two_ranks[1]["gathered"] is None
+    assert two_ranks[0]["all_gathered"] == two_ranks[1]["all_gathered"] == [0, 10]
+    assert distributed.all_gather(3) == distributed.gather_to_main(3) == [3]  # one process
 
 
 @pytest.mark.parametrize("path", ["array_epochs", "example_epochs"])

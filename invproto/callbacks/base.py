@@ -11,6 +11,15 @@ into such a callback that also prints the metrics, records them in
 ``results/scores.yaml`` and ``metrics.csv`` (edflow logs nothing in ``-p``
 mode), and returns ``{"scalars": metrics}`` so that during training edflow
 logs them (to wandb too when it is active).
+
+Under ``torchrun`` every rank runs every callback on the same outputs (those
+of all ranks, :mod:`invproto.iterators.base`), so that callbacks sharing
+their work -- FID/KID, :mod:`invproto.fid.sharding` -- meet in the same
+collectives. Rank 0 alone records and prints: on the other ranks the callback
+still calls ``compute`` (for its collectives; the metrics it returns there,
+``{}`` for FID/KID, are dropped), writes nothing and returns
+``{"scalars": {}}``. A ``compute`` that writes files itself (into ``root``,
+say) does so on rank 0 only (:func:`invproto.distributed.is_main_process`).
 """
 
 from __future__ import annotations
@@ -19,6 +28,7 @@ import functools
 from pathlib import Path
 from typing import Callable, Mapping
 
+from invproto import distributed
 from invproto.artifacts import RunArtifacts, current_run_root
 
 MetricsFn = Callable[..., Mapping[str, float]]
@@ -28,7 +38,9 @@ def evaluation_callback(compute: MetricsFn) -> Callable:
     @functools.wraps(compute)
     def callback(root, data_in, data_out, config, **kwargs):
         metrics = {k: float(v) for k, v in compute(root, data_in, data_out, config, **kwargs).items()}
-        if not metrics:  # nothing applies to this model (e.g. sample FID of a model that cannot decode)
+        if not metrics or not distributed.is_main_process():
+            # nothing applies to this model (e.g. sample FID of a model that cannot decode), or another rank
+            # than 0 under torchrun: it took part in compute's collectives, rank 0 records the metrics
             return {"scalars": {}}
         step = int(Path(root).name)
         evaluation = bool(config.get("test_mode", False))

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from invproto import distributed
 from invproto.callbacks.base import evaluation_callback
 
 
@@ -51,5 +52,6 @@ def dim_callback(root, data_in, data_out, config):
     """Prints and records ``factor_dim_<k>`` from the evaluation outputs ``za``, ``zb``, ``factor``."""
     labels = data_out.labels
     dims = estimate_factor_dims(labels["za"], labels["zb"], labels["factor"], data_in.n_factors)
-    print(f"estimated factor dimensionalities: {dims}", flush=True)
+    if distributed.is_main_process():  # under torchrun every rank estimates the same dimensions
+        print(f"estimated factor dimensionalities: {dims}", flush=True)
     return {f"factor_dim_{k}": n for k, n in enumerate(dims)}

@@ -28,6 +28,13 @@ once and cached on disk (:func:`invproto.fid.cached_statistics`, keyed by the
 dataset's import path, a description of its split, ``n`` and the feature
 network), so after the first evaluation only the generated images go through
 Inception. The network is built once per process, on CUDA when available.
+
+Under ``torchrun`` these callbacks run on every rank with the same outputs
+(:mod:`invproto.iterators.base`): each rank passes its contiguous share of
+the images -- generated ones, and the real ones on a cache miss -- through
+Inception (:mod:`invproto.fid.sharding`), rank 0 joins the features in order
+and computes the scores, exactly those of one process; the other ranks return
+``{}``. Rank 0 alone reads and writes the cache.
 """
 
 from __future__ import annotations
@@ -53,6 +60,7 @@ from invproto.fid import (
     kernel_inception_distance,
     reference_statistics,
 )
+from invproto.fid.sharding import extract_in_shards
 
 STANDARD_N_IMAGES = 10000  # the sample size of published FIDs; below it fid_samples also reports fid_floor
 DEFAULT_N_IMAGES = STANDARD_N_IMAGES  # capped at the split's size
@@ -83,27 +91,35 @@ def split_description(dataset, config: Mapping) -> str:
     return f"{getattr(dataset, 'split', 'unknown')}-{digest}"
 
 
-def uint8_batches(images: np.ndarray, n: int) -> Iterator[np.ndarray]:
-    """The first ``n`` uint8 ``(N, H, W, C)`` images as float32 batches in [-1, 1] (exactly the 8-bit levels)."""
-    for start in range(0, n, BATCH_SIZE):
-        yield np.asarray(images[start:min(start + BATCH_SIZE, n)], dtype=np.float32) / 127.5 - 1.0
+def uint8_batches(images: np.ndarray, n: int, start: int = 0) -> Iterator[np.ndarray]:
+    """Images ``start .. n - 1`` of uint8 ``(N, H, W, C)`` ``images`` as float32 batches in [-1, 1] (exactly the
+    8-bit levels)."""
+    for first in range(start, n, BATCH_SIZE):
+        yield np.asarray(images[first:min(first + BATCH_SIZE, n)], dtype=np.float32) / 127.5 - 1.0
 
 
-def evaluated_split_statistics(data_in, config: Mapping, n_images: int) -> FeatureStatistics:
-    """Cached statistics of the first ``min(n_images, len(data_in))`` images of the evaluated split."""
+def compared_count(data_in, n_images: int) -> int:
+    """How many images a score compares: ``min(n_images, len(data_in))``."""
+    return min(n_images, len(data_in))
+
+
+def evaluated_split_statistics(data_in, config: Mapping, n_images: int) -> FeatureStatistics | None:
+    """Cached statistics of the first :func:`compared_count` images of the evaluated split (rank 0; None on the
+    other ranks, which take part on a cache miss)."""
     return reference_statistics(data_in, config["datasets"]["validation"], split_description(data_in, config),
-                                n=min(n_images, len(data_in)), features=inception())
+                                n=compared_count(data_in, n_images), features=inception())
 
 
-def training_split_statistics(config: Mapping, n: int) -> FeatureStatistics:
+def training_split_statistics(config: Mapping, n: int) -> FeatureStatistics | None:
     """Cached statistics of the last ``n`` images of the training split ``config["datasets"]["train"]``.
 
-    The split is only built on a cache miss.
+    The split is only built on a cache miss (on every rank under torchrun; rank
+    0 gets the statistics, the other ranks None).
     """
     path = config["datasets"]["train"]
     dataset_class = get_obj_from_str(path)
 
-    def compute() -> FeatureStatistics:
+    def compute() -> FeatureStatistics | None:
         train = dataset_class(config)
         if len(train) < n:
             raise ValueError(f"fid_floor needs {n} training images; {path} has {len(train)}")
@@ -112,10 +128,14 @@ def training_split_statistics(config: Mapping, n: int) -> FeatureStatistics:
     return cached_statistics(StatsKey(path, f"{split_description(dataset_class, config)}-last", n), compute)
 
 
-def generated_scores(kind: str, reference: FeatureStatistics, images: np.ndarray) -> dict[str, float]:
-    """``fid_<kind>``, ``kid_<kind>`` and ``kid_<kind>_std`` of the first ``len(reference)`` uint8 ``images``."""
-    n, net = len(reference), inception()
-    generated = FeatureStatistics.of(net.extract(uint8_batches(images, n), total=n))
+def generated_scores(kind: str, reference: FeatureStatistics | None, images: np.ndarray, n: int) -> dict[str, float]:
+    """``fid_<kind>``, ``kid_<kind>`` and ``kid_<kind>_std`` of the first ``n`` uint8 ``images`` against
+    ``reference`` (``n`` images); ``{}`` on ranks other than 0, which only extract their share."""
+    net = inception()
+    features = extract_in_shards(net, n, lambda start, stop: uint8_batches(images, stop, start))
+    if features is None:
+        return {}
+    generated = FeatureStatistics.of(features)
     kid = kernel_inception_distance(reference.features, generated.features, device=net.device)
     return {f"fid_{kind}": fid_from_statistics(reference, generated), f"kid_{kind}": kid.mean,
             f"kid_{kind}_std": kid.std}
@@ -125,7 +145,8 @@ def generated_scores(kind: str, reference: FeatureStatistics, images: np.ndarray
 def fid_reconstruction(root, data_in, data_out, config, n_images: int = DEFAULT_N_IMAGES):
     """FID and KID of the reconstructions (decoded posterior means) of the evaluated split."""
     reference = evaluated_split_statistics(data_in, config, n_images)
-    return generated_scores("reconstruction", reference, data_out.labels["reconstruction"])
+    return generated_scores("reconstruction", reference, data_out.labels["reconstruction"],
+                            compared_count(data_in, n_images))
 
 
 @evaluation_callback
@@ -134,10 +155,13 @@ def fid_samples(root, data_in, data_out, config, n_images: int = DEFAULT_N_IMAGE
     standard n the FID floor (none for models that cannot decode, e.g. an IIN on a classifier)."""
     if "sample" not in data_out.labels:
         return {}
+    n = compared_count(data_in, n_images)
     reference = evaluated_split_statistics(data_in, config, n_images)
-    scores = generated_scores("samples", reference, data_out.labels["sample"])
-    if len(reference) < STANDARD_N_IMAGES:
-        scores["fid_floor"] = fid_from_statistics(reference, training_split_statistics(config, len(reference)))
+    scores = generated_scores("samples", reference, data_out.labels["sample"], n)
+    if n < STANDARD_N_IMAGES:
+        floor = training_split_statistics(config, n)
+        if reference is not None:  # rank 0
+            scores["fid_floor"] = fid_from_statistics(reference, floor)
     return scores
 
 

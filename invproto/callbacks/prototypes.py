@@ -13,7 +13,7 @@ the exact marginal under the uniform class prior). Metrics:
   ``max_prototype_share`` is the largest fraction one prototype explains, and
   ``prototype_class_agreement`` the fraction of images whose explaining
   prototype belongs to their true class. The per-prototype counts are saved
-  as ``prototype_usage.yaml`` in the evaluation folder.
+  as ``prototype_usage.yaml`` in the evaluation folder (by rank 0 under torchrun).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import numpy as np
 import torch
 import yaml
 
+from invproto import distributed
 from invproto.callbacks.accuracy import classification_metrics
 from invproto.callbacks.base import evaluation_callback
 from invproto.io import atomic_write_text
@@ -62,7 +63,8 @@ def prototype_accuracy(root, data_in, data_out, config):
     metrics["dead_prototypes"] = int((usage == 0).sum())
     metrics["max_prototype_share"] = float(usage.max() / usage.sum())
     metrics["prototype_class_agreement"] = float(np.mean(np.asarray(labels["prototype_class"]) == target.numpy()))
-    atomic_write_text(Path(root) / "prototype_usage.yaml",
-                      yaml.safe_dump({"images_explained": usage.tolist(),
-                                      "dead": np.flatnonzero(usage == 0).tolist()}))
+    if distributed.is_main_process():  # under torchrun every rank computes the same usage
+        atomic_write_text(Path(root) / "prototype_usage.yaml",
+                          yaml.safe_dump({"images_explained": usage.tolist(),
+                                          "dead": np.flatnonzero(usage == 0).tolist()}))
     return metrics

@@ -17,6 +17,13 @@ they were computed for, checked whenever a file is reused. They live in
 and reference sets are at most a split (10000 images in the standard
 protocol). Files written before features were stored hold only ``mu`` and
 ``sigma``; they are recomputed (with a warning) and overwritten.
+
+Under ``torchrun`` the functions that extract features (:func:`compute_statistics`,
+:func:`reference_statistics`, :func:`cached_statistics` on a miss) are
+collective: every rank calls them with the same images, each extracts its
+share (:mod:`invproto.fid.sharding`), and rank 0 gets the statistics -- the
+other ranks get None. Rank 0 alone reads and writes the cache and tells the
+others whether it hit. With one process nothing of this shows.
 """
 
 from __future__ import annotations
@@ -34,20 +41,22 @@ from typing import Any, Union
 import numpy as np
 import torch
 
+from invproto import distributed
 from invproto.fid.features import FEATURE_NETWORK_ID, InceptionFeatures
 from invproto.fid.frechet import frechet_distance, frechet_distance_of_features, gaussian_statistics
+from invproto.fid.sharding import extract_in_shards
 
 ImageSource = Union[Sequence[Mapping[str, Any]], np.ndarray, torch.Tensor]
 
 
-def image_batches(source: ImageSource, n: int, batch_size: int) -> Iterator[torch.Tensor]:
-    """Yield the first ``n`` images of ``source`` as float tensors of at most ``batch_size``."""
-    for start in range(0, n, batch_size):
-        stop = min(start + batch_size, n)
+def image_batches(source: ImageSource, n: int, batch_size: int, start: int = 0) -> Iterator[torch.Tensor]:
+    """Yield images ``start .. n - 1`` of ``source`` (the first ``n``) as float tensors of at most ``batch_size``."""
+    for first in range(start, n, batch_size):
+        stop = min(first + batch_size, n)
         if isinstance(source, (np.ndarray, torch.Tensor)):
-            yield torch.as_tensor(source[start:stop])
+            yield torch.as_tensor(source[first:stop])
         else:
-            yield torch.as_tensor(np.stack([np.asarray(source[i]["image"]) for i in range(start, stop)]))
+            yield torch.as_tensor(np.stack([np.asarray(source[i]["image"]) for i in range(first, stop)]))
 
 
 def resolve_count(source: ImageSource, n: int | None) -> int:
@@ -83,10 +92,16 @@ class FeatureStatistics:
 
 
 def compute_statistics(source: ImageSource, features: InceptionFeatures, n: int | None = None,
-                       batch_size: int = 50, progress: bool = True) -> FeatureStatistics:
-    """Features and (mu, sigma) of the first ``n`` images of ``source`` (all when None)."""
+                       batch_size: int = 50, progress: bool = True) -> FeatureStatistics | None:
+    """Features and (mu, sigma) of the first ``n`` images of ``source`` (all when None).
+
+    Under torchrun every rank calls it with the same images and extracts its
+    share; rank 0 gets the statistics, the other ranks None.
+    """
     n = resolve_count(source, n)
-    return FeatureStatistics.of(features.extract(image_batches(source, n, batch_size), total=n, progress=progress))
+    extracted = extract_in_shards(features, n, lambda start, stop: image_batches(source, stop, batch_size, start),
+                                  progress)
+    return None if extracted is None else FeatureStatistics.of(extracted)
 
 
 def fid_from_statistics(stats1: FeatureStatistics, stats2: FeatureStatistics) -> float:
@@ -160,29 +175,42 @@ def load_statistics(path: Path, key: StatsKey) -> FeatureStatistics | None:
         return FeatureStatistics(archive["features"], archive["mu"], archive["sigma"])
 
 
-def cached_statistics(key: StatsKey, compute: Callable[[], FeatureStatistics],
-                      cache_dir: Path | None = None) -> FeatureStatistics:
-    """The statistics cached for ``key``; on a miss, ``compute()``, cached for the next call."""
+def cached_statistics(key: StatsKey, compute: Callable[[], FeatureStatistics | None],
+                      cache_dir: Path | None = None) -> FeatureStatistics | None:
+    """The statistics cached for ``key``; on a miss, ``compute()``, cached for the next call.
+
+    Under torchrun every rank calls it with the same ``key``, and on a miss
+    every rank runs ``compute`` (which may be collective, as
+    :func:`compute_statistics` is). Rank 0 alone reads the cache and sends
+    the others whether it hit -- a rank that looked for itself could find the
+    file rank 0 has just written and skip the extraction rank 0 waits for --
+    and rank 0 alone writes the file. Rank 0 gets the statistics, the other
+    ranks None.
+    """
     path = (cache_dir or fid_cache_dir()) / key.filename
-    cached = load_statistics(path, key)
-    if cached is not None:
+    cached = load_statistics(path, key) if distributed.is_main_process() else None
+    if distributed.broadcast_from_main(cached is not None):
         return cached
     stats = compute()
+    if not distributed.is_main_process():
+        return None
     save_statistics(path, key, stats)
     return stats
 
 
 def reference_statistics(source: ImageSource, dataset: str, split: str, n: int | None = None,
                          features: InceptionFeatures | None = None, batch_size: int = 50,
-                         cache_dir: Path | None = None, progress: bool = True) -> FeatureStatistics:
+                         cache_dir: Path | None = None, progress: bool = True) -> FeatureStatistics | None:
     """Cached statistics of the first ``n`` images of ``source`` (all when None).
 
     ``dataset`` and ``split`` name the source in the cache key; the network is
-    only built (when ``features`` is None) and run on a cache miss.
+    only built (when ``features`` is None) and run on a cache miss. Under
+    torchrun every rank calls it and takes part on a miss; rank 0 gets the
+    statistics, the other ranks None (:func:`cached_statistics`).
     """
     key = StatsKey(dataset, split, resolve_count(source, n))
 
-    def compute() -> FeatureStatistics:
+    def compute() -> FeatureStatistics | None:
         network = features if features is not None else InceptionFeatures()
         return compute_statistics(source, network, key.n_images, batch_size, progress)
 

@@ -37,12 +37,18 @@ gradients are averaged over the ranks however :meth:`train_step` reaches the
 model. Other optimizers the iterator builds in :meth:`build_components` (a
 GAN discriminator's, say) average their gradients over the ranks before each
 step. Each rank sees ``batch_size / world_size`` examples of every global
-batch; logged scalars are means over the ranks; rank 0 gathers the evaluation
-outputs of all ranks, runs the evaluation callbacks and writes checkpoints,
-wandb and ``results/`` -- the other ranks run no callbacks, save nothing and
-log into a throwaway directory. After the setup each rank reseeds torch with
-``seed + rank``, so random augmentations and sampling noise differ between
-ranks as they would between the examples of one batch.
+batch; logged scalars are means over the ranks. Every rank receives the
+evaluation outputs of all ranks (an all-gather after each evaluation step) and
+runs the evaluation callbacks on them: callbacks that share their work between
+the ranks (FID/KID, each rank passing its share of the images through
+Inception, :mod:`invproto.fid.sharding`) meet in the same collectives, the
+others compute the same metrics on every rank, which costs no time (those
+ranks would otherwise wait for rank 0). Rank 0 alone records the scores
+(:func:`~invproto.callbacks.base.evaluation_callback`) and writes checkpoints,
+wandb and ``results/``; the other ranks save nothing and log into a throwaway
+directory. After the setup each rank reseeds torch with ``seed + rank``, so
+random augmentations and sampling noise differ between ranks as they would
+between the examples of one batch.
 """
 
 from __future__ import annotations
@@ -93,8 +99,6 @@ class Iterator(TemplateIterator):
                 integration["active"] = False  # one wandb run: rank 0's
         os.environ.setdefault("WANDB_DIR", str(Path(run.root).resolve()))
         super().__init__(config, root, model, *args, **kwargs)
-        if not distributed.is_main_process():
-            self.evalhook.cbacks = {}  # rank 0 evaluates the gathered outputs of all ranks
         self.device = default_device()
         self.performance = PerformanceParams(**self.settings.performance)
         self.model = model.to(self.device, memory_format=memory_format(self.performance))
@@ -213,14 +217,14 @@ class Iterator(TemplateIterator):
         return {"train_op": train_op, "log_op": log_op, "eval_op": eval_op}
 
     def _gather_outputs(self, outputs: dict[str, np.ndarray], indices: np.ndarray) -> dict[str, np.ndarray]:
-        """Rank 0: the outputs of the whole global batch, which edflow's evaluation hook stores; other ranks: their own.
+        """The outputs of the whole global batch, on every rank, for edflow's evaluation hook to store.
 
         The hook stores outputs at the dataset indices it read from the batch
-        before the step (``idxs``); on rank 0 these become the gathered indices.
+        before the step (``idxs``); these become the indices of all ranks, in
+        rank order. So every rank ends the evaluation with the outputs one
+        process would have, and runs the callbacks on them.
         """
-        gathered = distributed.gather_to_main((indices, outputs))
-        if gathered is None:
-            return outputs
+        gathered = distributed.all_gather((indices, outputs))
         self.evalhook.idxs = np.concatenate([np.asarray(i, dtype=int) for i, _ in gathered])
         return {key: np.concatenate([part[key] for _, part in gathered]) for key in outputs}
 
