@@ -19,14 +19,16 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from edflow_runner import REPO, EdflowRunner
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from edflow_runner import REPO, EdflowRunner
 from invproto.data.synthetic import SHAPES
 from invproto.demo.kinds import LoadError
 from invproto.demo.loading import load_model, load_validation_dataset
 from invproto.demo.runs import Run, find_runs, metric_curves, run_table
+
+pytestmark = pytest.mark.slow
 
 APP = str(REPO / "invproto" / "demo" / "app.py")
 STEPS = 4
@@ -48,6 +50,10 @@ class AutoencoderIterator(autoencoder.AutoencoderIterator):
 class IINIterator(iin.IINIterator):
     callbacks = without_fid(iin.IINIterator.callbacks)
 '''
+# The invproto iterator each of those derives from: what a run's saved config names for the demo, which refuses
+# a run naming code outside invproto.
+INVPROTO_ITERATORS = {"demo_fixture.AutoencoderIterator": "invproto.iterators.autoencoder.AutoencoderIterator",
+                      "demo_fixture.IINIterator": "invproto.iterators.iin.IINIterator"}
 
 
 def option_pairs(prefix: str, values: dict) -> list[str]:
@@ -58,7 +64,17 @@ def option_pairs(prefix: str, values: dict) -> list[str]:
 def train(runner: EdflowRunner, name: str, *args: str) -> Path:
     result = runner(*args, "-t", *TINY, "-n", name)
     assert result.returncode == 0, f"{name}: {result.stderr[-3000:]}"
-    return runner.run_dir(name)
+    run = runner.run_dir(name)
+    name_invproto_iterator(run)
+    return run
+
+
+def name_invproto_iterator(run: Path) -> None:
+    """Make the run's saved configs name the invproto iterator in place of a FID-less fixture one."""
+    for path in (run / "configs").glob("train_*.yaml"):
+        config = yaml.safe_load(path.read_text())
+        config["iterator"] = INVPROTO_ITERATORS.get(config["iterator"], config["iterator"])
+        path.write_text(yaml.safe_dump(config))
 
 
 def train_in_parallel(runner: EdflowRunner, jobs: dict[str, list[str]]) -> None:

@@ -9,6 +9,8 @@ Started in the repository root, the server listens on 127.0.0.1 only
 The sidebar picks a run and one of its checkpoints; the page lists every run
 (model, kind, dataset, step, key metrics) and shows the views of the chosen
 run's kind (:data:`invproto.demo.views.VIEWS`) plus its metrics curves.
+A run with a malformed file is flagged in the list (its ``error``) and, when
+chosen, shows that error in a box; the other runs work as usual.
 """
 
 from __future__ import annotations
@@ -20,8 +22,8 @@ from pathlib import Path
 import streamlit as st
 import torch
 
-from invproto.demo.kinds import LoadError
-from invproto.demo.loading import cached_model, cached_validation_dataset, first_line
+from invproto.demo.kinds import LoadError, first_line
+from invproto.demo.loading import cached_model, cached_validation_dataset
 from invproto.demo.runs import Run, checkpoint_step, find_runs, run_table
 from invproto.demo.views import VIEWS, ViewContext
 from invproto.demo.views.metrics import metrics
@@ -48,23 +50,35 @@ def choose_run(runs: list[Run]) -> tuple[Run, Path | None]:
     return run, run.path / "train" / "checkpoints" / name
 
 
-def load_context(run: Run, checkpoint: Path | None, device: str) -> ViewContext | None:
-    """The run's model and validation images for its views; ``None`` (after an error box) when the model cannot load."""
+def load_context(run: Run, checkpoint: Path | None, device: str) -> ViewContext:
+    """The run's model and validation images for its views (a warning box when only the images cannot load);
+    :class:`LoadError` when the model cannot load."""
     if checkpoint is None:
-        st.error(f"{run.name} has no checkpoint in train/checkpoints/; train it (edflow -b <config> -t) "
-                 f"or resume it (edflow -p {run.path} -t)")
-        return None
+        raise LoadError(f"{run.name} has no checkpoint in train/checkpoints/; train it (edflow -b <config> -t) "
+                        f"or resume it (edflow -p {run.path} -t)")
     try:
         model = cached_model(str(run.path), str(checkpoint), checkpoint.stat().st_mtime_ns, device)
-    except (LoadError, OSError) as error:
-        st.error(f"invproto: {error}")
-        return None
+    except OSError as error:
+        raise LoadError(f"cannot read checkpoint {checkpoint}: {first_line(error)}") from None
     try:
         dataset = cached_validation_dataset(str(run.path))
     except LoadError as error:
         st.warning(f"invproto: {error}")
         dataset = None
     return ViewContext(run=run, model=model, dataset=dataset, device=torch.device(device))
+
+
+def run_views(run: Run, checkpoint: Path | None, device: str) -> tuple[list, ViewContext | None]:
+    """Describe the run; the views of its kind and their context. No views (after an error box) when the
+    run's config or model cannot be loaded."""
+    try:
+        st.caption(f"{run.model} ({run.kind}) trained on {run.dataset}"
+                   + (f", checkpoint {checkpoint.name}" if checkpoint else ""))
+        views = VIEWS.get(run.kind, [])
+        return views, (load_context(run, checkpoint, device) if views or checkpoint is None else None)
+    except LoadError as error:
+        st.error(f"invproto: {error}")
+        return [], None
 
 
 def main() -> None:
@@ -82,13 +96,7 @@ def main() -> None:
     st.subheader("Runs")
     st.table(run_table(runs))
     st.header(run.name)
-    st.caption(f"{run.model} ({run.kind}) trained on {run.dataset}"
-               + (f", checkpoint {checkpoint.name}" if checkpoint else ""))
-
-    views = VIEWS.get(run.kind, [])
-    ctx = load_context(run, checkpoint, args.device) if views or checkpoint is None else None
-    if ctx is None:
-        views = []
+    views, ctx = run_views(run, checkpoint, args.device)
     tabs = st.tabs([title for title, _ in views] + ["Metrics"])
     for tab, (title, view) in zip(tabs, views):
         with tab, torch.inference_mode():

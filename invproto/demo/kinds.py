@@ -2,12 +2,18 @@
 
 Only classes of this repository are ever built: an import path must start with
 ``invproto.`` and name a subclass of the expected base (a :class:`Model`, a
-dataset). A run's config is data, never a way to run other code.
+dataset). A run's config is data, never a way to run other code: before the
+demo uses a config, :func:`check_imports` refuses it when any import path in it,
+at any depth, lies outside ``invproto.`` -- also those that code of this
+repository imports while building the model (a first stage, a backbone).
 """
 
 from __future__ import annotations
 
-from invproto.config.instantiate import get_obj_from_str
+import re
+from collections.abc import Iterator, Mapping
+
+from invproto.config import get_obj_from_str
 from invproto.models.autoencoder import Autoencoder
 from invproto.models.base import Model
 from invproto.models.classifier import Classifier
@@ -23,14 +29,56 @@ KINDS: dict[str, type] = {
     "classifier": Classifier,
 }
 
+# A string under one of these keys, at any depth, is an import path (``model``, ``first_stage.model``,
+# ``loss.target``, ``model_params.backbone.target``, edexplore's ``dataset``) ...
+IMPORT_KEYS = frozenset({"model", "iterator", "target", "loss", "dataset"})
+# ... and so is every string value of these mappings (``datasets.train``, ``eval_pipeline.callbacks.<name>``).
+IMPORT_SECTIONS = frozenset({"datasets", "callbacks", "eval_callbacks"})
+INVPROTO_PATH = re.compile(r"invproto(\.[A-Za-z_]\w*)+", re.ASCII)
+
 
 class LoadError(Exception):
     """A run, checkpoint or dataset the demo cannot load; the message is one line naming the problem and the fix."""
 
 
+def first_line(error: BaseException) -> str:
+    """The first line of ``error``'s message (its type's name when it has none), without the ``invproto:`` prefix."""
+    return (str(error).strip().splitlines() or [type(error).__name__])[0].removeprefix("invproto: ")
+
+
+def is_invproto_path(import_path: object) -> bool:
+    """Whether ``import_path`` is a dotted path inside the ``invproto`` package."""
+    return isinstance(import_path, str) and INVPROTO_PATH.fullmatch(import_path) is not None
+
+
+def import_paths(node: object, where: str = "", key: object = None, parent: object = None) \
+        -> Iterator[tuple[str, str]]:
+    """``(key path, import path)`` for every import path in the config ``node``, at any depth: the strings
+    under :data:`IMPORT_KEYS` and in the :data:`IMPORT_SECTIONS` (``key``: the key ``node`` sits under,
+    ``parent``: the key above it; the items of a list sit under the list's key)."""
+    if isinstance(node, str):
+        if key in IMPORT_KEYS or parent in IMPORT_SECTIONS:
+            yield where, node
+    elif isinstance(node, Mapping):
+        for child, value in node.items():
+            yield from import_paths(value, f"{where}.{child}" if where else str(child), child, key)
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            yield from import_paths(value, f"{where}[{index}]", key, parent)
+
+
+def check_imports(config: Mapping, source: str) -> None:
+    """Refuse (:class:`LoadError`) the config read from ``source`` when it names an import path outside
+    ``invproto.``; nothing is imported."""
+    for where, import_path in import_paths(config):
+        if not is_invproto_path(import_path):
+            raise LoadError(f"{source} names {where} = {import_path!r}, which is not an invproto import path; "
+                            f"the demo imports invproto code only")
+
+
 def code_class(import_path: str, base: type, what: str) -> type:
     """The class ``import_path`` names, when it is invproto code and a subclass of ``base``; else :class:`LoadError`."""
-    if not isinstance(import_path, str) or not import_path.startswith("invproto."):
+    if not is_invproto_path(import_path):
         raise LoadError(f"{what} {import_path!r} is not an invproto import path; the demo builds invproto classes only")
     try:
         cls = get_obj_from_str(import_path)

@@ -1,7 +1,9 @@
 """A run's model with a checkpoint's weights, and its validation images -- loaded safely, cached.
 
-Nothing in a checkpoint is executed: the model class is the ``invproto.`` import
-path in the run's saved config (code of this repository, :func:`code_class`),
+Nothing in a checkpoint or a config is executed: the model class is the
+``invproto.`` import path in the run's saved config (code of this repository,
+:func:`code_class`; a config naming any import path outside ``invproto.`` is
+refused before anything is imported, :attr:`Run.config`),
 built from the config's ``model_params``, and the weights are read by
 :func:`invproto.models.base.load_checkpoint` (``torch.load(weights_only=True)``,
 refusing a checkpoint of another model). Models load on the CPU unless the page
@@ -21,19 +23,18 @@ from pathlib import Path
 import streamlit as st
 from edflow.data.dataset_mixin import DatasetMixin
 
-from invproto.demo.kinds import LoadError, code_class
+from invproto.demo.kinds import LoadError, code_class, first_line
 from invproto.demo.runs import Run
 from invproto.models.base import Model, load_checkpoint
-
-
-def first_line(error: BaseException) -> str:
-    return (str(error).strip().splitlines() or [type(error).__name__])[0].removeprefix("invproto: ")
 
 
 def model_params(run: Run) -> dict:
     """The run's ``model_params``; a relative first-stage checkpoint path that does not exist from
     here is taken relative to the directory edflow ran in (the parent of ``logs/``)."""
-    params = copy.deepcopy(run.config.get("model_params") or {})
+    params = run.config.get("model_params") or {}
+    if not isinstance(params, dict):
+        raise run.problem(run.config_file, f"has model_params that are not a mapping (a {type(params).__name__})")
+    params = copy.deepcopy(params)
     first_stage = params.get("first_stage")
     if isinstance(first_stage, dict) and first_stage.get("checkpoint"):
         path = Path(first_stage["checkpoint"])
@@ -45,8 +46,9 @@ def model_params(run: Run) -> dict:
 def load_model(run: Run, checkpoint: Path, device: str = "cpu") -> Model:
     """Build the run's model from its config and load ``checkpoint`` into it; eval mode, on ``device``."""
     cls = code_class(run.config.get("model"), Model, "model")
+    params = model_params(run)
     try:
-        model = cls({"model_params": model_params(run)})
+        model = cls({"model_params": params})
     except (SystemExit, Exception) as error:
         raise LoadError(f"cannot build {run.model} from the config of {run.name}: {first_line(error)}") from None
     try:
@@ -71,7 +73,7 @@ def dataset_config(run: Run, import_path: str) -> dict:
 
 def load_validation_dataset(run: Run) -> DatasetMixin:
     """The run's validation split (``datasets.validation``), built as in training."""
-    import_path = (run.config.get("datasets") or {}).get("validation")
+    import_path = run.datasets.get("validation")
     cls = code_class(import_path, DatasetMixin, "dataset")
     try:
         return cls(dataset_config(run, import_path))
