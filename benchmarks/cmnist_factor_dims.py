@@ -11,7 +11,8 @@ edflow CLI:
 4. ``edflow -b configs/cmnist_clf_diin.yaml -t`` on the classifier with ``factor_config`` = the estimate
    (its validation NLL is stored beside ``cmnist_clf.factor_dims``).
 
-    INVPROTO_DATA=../shared/data .venv/bin/python -m benchmarks.cmnist_factor_dims [--epochs 2] [--only classifier|autoencoder]
+    INVPROTO_DATA=../shared/data .venv/bin/python -m benchmarks.cmnist_factor_dims \
+        [--epochs 2] [--only classifier|autoencoder]
 
 The reference trains for many more epochs with 64 base channels on a GPU; the
 CPU recipe (``--base-channels``, ``--epochs``) is recorded with the figures.

@@ -45,7 +45,8 @@ def torchrun_edflow(nproc: int, *args: str) -> float:
                             capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
     wall = time.perf_counter() - start
     if result.returncode != 0:
-        raise RuntimeError(f"torchrun edflow {' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+        raise RuntimeError(f"torchrun edflow {' '.join(args)} failed:\n"
+                           f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
     return wall
 
 

@@ -28,7 +28,8 @@ def plain(steps: int) -> float:
     config = {**CONFIG, "data": {**CONFIG["data"], "validation_size": 128}}
     torch.manual_seed(0)
     model = Classifier(config)
-    return plain_seconds_per_step(model, model.parameters(), lambda images, labels: F.cross_entropy(model(images), labels),
+    return plain_seconds_per_step(model, model.parameters(),
+                                  lambda images, labels: F.cross_entropy(model(images), labels),
                                   MNISTTrain(config), CONFIG, steps)
 
 

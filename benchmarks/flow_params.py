@@ -18,7 +18,7 @@ from __future__ import annotations
 import time
 
 from benchmarks.results_io import write_result
-from invproto.models.flow import FlowParams, VectorFlow
+from invproto.modules.flow import FlowParams, VectorFlow
 
 REFERENCE_SHAPE = {"in_dim": 64, "n_flow": 12, "hidden_dim": 512, "hidden_depth": 2}
 

@@ -62,8 +62,8 @@ invproto.compat.install()  # before edflow is imported: also when the .pth hook 
 
 from benchmarks.results_io import write_result  # noqa: E402
 from benchmarks.runs import EDFLOW, REPO  # noqa: E402
-from invproto.config.instantiate import get_obj_from_str  # noqa: E402
 from invproto.config.schema import OptimizerParams  # noqa: E402
+from invproto.config.targets import get_obj_from_str  # noqa: E402
 from invproto.iterators.optimization import build_optimizer, build_schedule  # noqa: E402
 
 VARIANTS = {  # name -> the performance section

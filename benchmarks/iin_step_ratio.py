@@ -20,8 +20,8 @@ import yaml
 
 from benchmarks.runs import REPO, iin_on_cpu_autoencoder
 from benchmarks.step_timing import edflow_seconds_per_step, plain_seconds_per_step, write_step_ratio
+from invproto import distributed
 from invproto.data import MNISTTrain
-from invproto.iterators.base import default_device
 from invproto.losses.iin import IINLoss
 from invproto.models.iin import IIN
 
@@ -42,7 +42,7 @@ def plain(checkpoint: str, steps: int) -> float:
     config = {**CONFIG, "model_params": {**CONFIG["model_params"], "first_stage": first_stage(checkpoint)},
               "data": {**CONFIG["data"], "validation_size": 128}}
     torch.manual_seed(0)
-    model = IIN(config).to(default_device())
+    model = IIN(config).to(distributed.device())
     loss = IINLoss()
     return plain_seconds_per_step(model, model.flow.parameters(), lambda images, labels: loss(*model(images))[0],
                                   MNISTTrain(config), CONFIG, steps)

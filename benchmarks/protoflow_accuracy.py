@@ -19,9 +19,11 @@ Writes ``<dataset>_protoflow.test_accuracy`` and, for MNIST,
     INVPROTO_DATA=../shared/data .venv/bin/python -m benchmarks.protoflow_accuracy --dataset fashionmnist
 
 ``--set key=value`` (repeatable) overrides a config key for training, e.g.
-``--set model_params/reconstruction_weight=0.1``. ``--tta-num N`` evaluates the test split a second time with N augmented views
-per image (ProtoFlow's test-time augmentation); the figures then use it and
-the plain ones are stored beside them. ``--epochs``/``--steps`` shorten the run and ``--dry-run`` writes no result (smoke tests).
+``--set model_params/reconstruction_weight=0.1``. ``--tta-num N`` evaluates
+the test split a second time with N augmented views per image (ProtoFlow's
+test-time augmentation); the figures then use it and the plain ones are
+stored beside them. ``--epochs``/``--steps`` shorten the run and
+``--dry-run`` writes no result (smoke tests).
 """
 
 from __future__ import annotations

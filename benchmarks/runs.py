@@ -53,14 +53,18 @@ def iin_on_cpu_autoencoder(checkpoint: str | Path) -> list[str]:
     """
     first_stage = yaml.safe_load((REPO / "configs" / "mnist_ae_cpu.yaml").read_text())["model_params"]
     overrides = ["--model_params/first_stage/checkpoint", str(checkpoint),
-                 "--datasets/train", "invproto.data.MNISTTrain", "--datasets/validation", "invproto.data.MNISTValidation"]
+                 "--datasets/train", "invproto.data.MNISTTrain",
+                 "--datasets/validation", "invproto.data.MNISTValidation"]
     for key, value in first_stage.items():
         overrides += [f"--model_params/first_stage/model_params/{key}", str(value)]
     return overrides
 
 
 def reported_run(output: str, name: str) -> Path:
-    """The run directory edflow reports in ``output`` (``root: logs/...``), so same-named runs side by side do not mix."""
+    """The run directory edflow reports in ``output`` (``root: logs/...``).
+
+    Read from edflow's output, so same-named runs side by side do not mix.
+    """
     root = re.search(r"\[run\]: root: (\S+)", output)
     if root is None:
         raise RuntimeError(f"edflow did not report the run directory of {name}:\n{output[-3000:]}")

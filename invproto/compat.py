@@ -22,7 +22,7 @@ The same hook patches three edflow modules right after they are imported:
   under torchrun (:mod:`invproto.data.batches`);
 * ``edflow.custom_logging``: under torchrun ``run.init`` starts the process
   group, and only rank 0 creates a run directory
-  (:func:`invproto.distributed.init_run`);
+  (:func:`init_run`);
 * ``edflow.hooks.checkpoint_hooks.common``: the latest checkpoint is the one
   with the highest step, not the newest file (:func:`invproto.io.latest_checkpoint`).
   ``edflow -p <run>`` without ``-t`` refuses a run that has no checkpoint
@@ -42,10 +42,13 @@ code. ``python -m invproto.compat install`` therefore writes a one-line
 
 from __future__ import annotations
 
+import atexit
 import importlib.abc
 import importlib.machinery
+import shutil
 import sys
 import sysconfig
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -125,15 +128,34 @@ def patch_edflow_batches(module) -> None:
 
 
 def patch_edflow_logging(module) -> None:
-    """Under torchrun, ``run.init`` creates a run directory on rank 0 only (:func:`invproto.distributed.init_run`)."""
+    """Under torchrun, ``run.init`` creates a run directory on rank 0 only (:func:`init_run`)."""
     init = module.run.init
 
     def init_on_this_rank(cls, **kwargs):
-        from invproto.distributed import init_run
-
         init_run(init, **kwargs)
 
     module.run.init = classmethod(init_on_this_rank)
+
+
+def init_run(init, **kwargs) -> None:
+    """edflow's ``run.init(**kwargs)`` for this process: only rank 0 creates the run directory.
+
+    Starts the process group first. Rank 0 (and a single process) initialises
+    the run as asked; every other rank initialises a fresh run in a throwaway
+    directory that is removed when the process exits, copies no code, commits
+    nothing and logs warnings only. What those ranks write (logs, evaluation
+    outputs) lands there; checkpoints and results are rank 0's alone.
+    """
+    from invproto import distributed  # imports torch: only once edflow is set up
+
+    distributed.setup()
+    if distributed.is_main_process():
+        init(**kwargs)
+        return
+    throwaway = tempfile.mkdtemp(prefix=f"invproto-rank{distributed.rank()}-")
+    atexit.register(shutil.rmtree, throwaway, ignore_errors=True)
+    init(**{**kwargs, "log_dir": throwaway, "run_dir": None, "code_root": None, "git": False,
+            "log_level": "warn"})
 
 
 def patch_edflow_checkpoints(module) -> None:

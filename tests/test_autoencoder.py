@@ -13,13 +13,13 @@ import pytest
 import torch
 import torch.nn as nn
 import yaml
+from conftest import REPO
 from torch.distributions import Normal, kl_divergence
 
 from invproto.config import validate_run_config
 from invproto.losses.autoencoder import CALIBRATION_MAX, calibrated_weight
-from invproto.models.autoencoder import LOGVAR_MAX, LOGVAR_MIN, Autoencoder, DiagonalGaussian
-
-from conftest import REPO
+from invproto.models.autoencoder import Autoencoder
+from invproto.modules.gaussian import LOGVAR_MAX, LOGVAR_MIN, DiagonalGaussian
 
 
 @pytest.mark.parametrize("in_size, n_down", [(28, 3), (32, 4), (64, 4)])
@@ -89,7 +89,7 @@ def ae_config(**loss_params) -> dict:
         "datasets": {"train": "invproto.data.SpritesTrain", "validation": "invproto.data.SpritesValidation"},
         "batch_size": 4, "num_steps": 10, "seed": 0,
         "model_params": {"in_channels": 3, "in_size": 32, "n_down": 4, "base_channels": 4, "z_dim": 8},
-        "iterator_params": {"d_lr_factor": 4.0, "n_log_images": 3},
+        "iterator_params": {"discriminator_lr_multiple": 4.0, "n_log_images": 3},
         "loss": {"target": "invproto.losses.autoencoder.AutoencoderLoss",
                  "params": {"disc_start": 5, "disc_channels": 4, **loss_params}},
     }
@@ -151,7 +151,7 @@ def test_one_training_step_updates_autoencoder_and_discriminator(make_iterator, 
     assert changed(ae, iterator.model) and changed(d, iterator.loss.discriminator)
     assert {"d_loss", "g_loss", "gan_weight", "nll", "kl"} <= set(scalars)
     assert all(np.isfinite(v) for v in scalars.values())
-    assert iterator.d_optimizer.param_groups[0]["lr"] == 4.0 * iterator.schedule.get_last_lr()[0]  # d_lr_factor
+    assert iterator.d_optimizer.param_groups[0]["lr"] == pytest.approx(4.0 * iterator.schedule.get_last_lr()[0])
 
 
 def test_generator_term_leaves_no_gradient_on_the_discriminator(make_iterator):

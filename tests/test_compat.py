@@ -4,17 +4,21 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from invproto import compat
 
 BIN = Path(sys.executable).parent
 
 
+@pytest.mark.slow
 def test_edflow_cli_runs():
     result = subprocess.run([str(BIN / "edflow"), "--help"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "--base" in result.stdout and "--project" in result.stdout
 
 
+@pytest.mark.slow
 def test_hook_is_lazy_and_restores_numpy_aliases_for_edflow():
     code = (
         "import sys, numpy\n"

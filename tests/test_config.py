@@ -7,11 +7,10 @@ import types
 import pytest
 import torch
 import yaml
-
-from invproto.config import ConfigError, instantiate, schema_for, validate_run_config
-from invproto.config import validation
-from invproto.config.sources import ConfigSources
 from edflow_runner import EdflowRunner
+
+from invproto.config import ConfigError, instantiate, schema_for, validate_run_config, validation
+from invproto.config.sources import ConfigSources
 
 
 def valid_config(**overrides):
@@ -117,6 +116,7 @@ def test_signature_schema_requires_parameters_without_default():
         validation.check_section(schema, {"x": 1.0, "factor": "three"}, "cb")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args, key, nearest", [
     (["--batch_sise", "8"], "batch_sise", "batch_size"),
     (["--model_params/n_clases", "10"], "model_params.n_clases", "n_classes"),
@@ -134,6 +134,7 @@ def test_cli_typo_fails_fast_without_debris(tmp_path, args, key, nearest):
     assert not runner.runs("typo"), "the failed run left a log directory behind"
 
 
+@pytest.mark.slow
 def test_yaml_typo_names_the_yaml_file(tmp_path):
     runner = EdflowRunner(tmp_path)
     overlay = tmp_path / "typo.yaml"
@@ -159,3 +160,17 @@ def test_callback_kwargs_are_checked_against_the_callback():
     assert "'eval_pipeline.callback_kwargs.acuracy'" in text and "did you mean 'accuracy'" in text
     pipeline["callback_kwargs"]["fid"] = {"n_images": 5}
     validate_run_config(valid_config(eval_pipeline=pipeline))
+
+
+@pytest.mark.parametrize("iterator, old, new", [
+    ("invproto.iterators.protoflow.ProtoFlowIterator", "head_lr", "head_lr_multiple"),
+    ("invproto.iterators.part_prototypes.PartPrototypeIterator", "fine_tune_lr", "backbone_lr_multiple"),
+    ("invproto.iterators.protodl.ProtoDLIterator", "classifier_lr_factor", "classifier_lr_multiple"),
+    ("invproto.iterators.autoencoder.AutoencoderIterator", "d_lr_factor", "discriminator_lr_multiple"),
+])
+def test_replaced_learning_rate_keys_are_refused_naming_the_new_key(iterator, old, new):
+    """Every group's own rate is a multiple of optimizer.lr; the old keys of other idioms name their successor."""
+    text = message(valid_config(iterator=iterator, iterator_params={old: 1e-4}))
+    assert f"'iterator_params.{old}' was replaced; use 'iterator_params.{new}'" in text
+    assert "optimizer.lr" in text or "same number" in text
+    validate_run_config(valid_config(iterator=iterator, iterator_params={new: 0.5}))

@@ -13,7 +13,14 @@ import shutil
 import numpy as np
 import pytest
 
-from invproto.data import FashionMNISTTest, FashionMNISTTrain, FashionMNISTValidation, MNISTTest, MNISTTrain, MNISTValidation
+from invproto.data import (
+    FashionMNISTTest,
+    FashionMNISTTrain,
+    FashionMNISTValidation,
+    MNISTTest,
+    MNISTTrain,
+    MNISTValidation,
+)
 from invproto.data.root import CorruptDataError, DataNotFoundError
 from invproto.data.splits import split_indices
 

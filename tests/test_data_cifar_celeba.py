@@ -10,8 +10,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from invproto.data import (CelebA32Test, CelebATest, CelebATrain, CelebAValidation, CIFAR10Test, CIFAR10Train,
-                           CIFAR10Validation, FactorCelebATest, FactorCelebATrain)
+from invproto.data import (
+    CelebA32Test,
+    CelebATest,
+    CelebATrain,
+    CelebAValidation,
+    CIFAR10Test,
+    CIFAR10Train,
+    CIFAR10Validation,
+    FactorCelebATest,
+    FactorCelebATrain,
+)
 from invproto.data.root import CorruptDataError, DataNotFoundError
 
 # --------------------------------------------------------------------------- CIFAR-10

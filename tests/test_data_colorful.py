@@ -8,8 +8,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from invproto.data import (ColorfulMNISTTest, ColorfulMNISTTrain, MNIST32Test, MNIST32Train, MNIST32Validation,
-                           SingleColorfulMNISTTest, SingleColorfulMNISTTrain)
+from invproto.data import (
+    ColorfulMNISTTest,
+    ColorfulMNISTTrain,
+    MNIST32Test,
+    MNIST32Train,
+    MNIST32Validation,
+    SingleColorfulMNISTTest,
+    SingleColorfulMNISTTrain,
+)
 
 
 def config_for(make_config, shared_data, family="MNIST32", **params):

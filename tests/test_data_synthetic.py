@@ -5,8 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from invproto.data import (SpritesPairsTest, SpritesPairsTrain, SpritesPairsValidation, SpritesTest,
-                           SpritesTrain, SpritesValidation)
+from invproto.data import (
+    SpritesPairsTest,
+    SpritesPairsTrain,
+    SpritesPairsValidation,
+    SpritesTest,
+    SpritesTrain,
+    SpritesValidation,
+)
 from invproto.data.synthetic import PALETTE, POSITION_RANGE, SCALE_RANGE, SHAPES
 
 SMALL = {"n_train": 400, "n_validation": 100, "n_test": 100, "size": 32}

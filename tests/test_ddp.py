@@ -22,12 +22,12 @@ import torch
 import torch.multiprocessing
 import yaml
 from edflow.data.dataset_mixin import DatasetMixin
-
 from edflow_runner import EDFLOW, QUICK, SHARED_DATA, EdflowRunner
+
 from invproto import distributed
 from invproto.data.batches import ArrayBatches, make_batches
-from invproto.distributed import Shard
-from invproto.models.layers import ActNorm
+from invproto.data.sharding import Shard
+from invproto.modules.actnorm import ActNorm
 
 TORCHRUN = str(Path(sys.executable).with_name("torchrun"))
 STEPS = 10
@@ -167,7 +167,10 @@ def test_collectives_average_and_gather(two_ranks):
 
 @pytest.mark.parametrize("path", ["array_epochs", "example_epochs"])
 def test_each_rank_reads_a_disjoint_shard_of_every_epoch(two_ranks, path):
-    """Whole-batch and chainer iteration: 4 of the global 8 per rank, shards disjoint, union the epoch, new order per epoch."""
+    """Whole-batch and chainer iteration: 4 of the global 8 per rank, shards disjoint, union the epoch.
+
+    Every epoch has a new order.
+    """
     assert all(rank["local_batch_sizes"] == (4, 4) for rank in two_ranks)
     epochs = []
     for epoch in range(2):
@@ -234,6 +237,7 @@ def trained(tmp_path_factory):
     return runner, finish(two), finish(one)
 
 
+@pytest.mark.slow
 def test_two_processes_write_one_run(trained):
     runner, output, _ = trained
     run = runner.run_dir("two")
@@ -246,6 +250,7 @@ def test_two_processes_write_one_run(trained):
     assert not list(runner.tmp.glob("invproto-rank*")), "the other rank's throwaway directory is left over"
 
 
+@pytest.mark.slow
 def test_two_processes_train_like_one_with_the_same_global_batch(trained):
     runner = trained[0]
     two, one = runner.run_dir("two"), runner.run_dir("one")
@@ -259,6 +264,7 @@ def test_two_processes_train_like_one_with_the_same_global_batch(trained):
     assert final_two["accuracy"] == pytest.approx(final_one["accuracy"], abs=1.5 / 256)  # 256 validation images
 
 
+@pytest.mark.slow
 def test_resume_with_another_number_of_processes(trained):
     """A one-process run continues under torchrun with two processes, in its own run directory."""
     runner = trained[0]

@@ -19,7 +19,6 @@ from pathlib import Path
 
 import psutil
 import pytest
-
 from edflow_runner import REPO
 from test_demo import first_stage_logs, run_named  # noqa: F401 -- the tiny trained runs (a session fixture)
 
@@ -101,6 +100,7 @@ def chromium(tmp_path):
         driver.quit()
 
 
+@pytest.mark.slow
 def test_the_page_binds_to_localhost_only(served_demo):
     _, process = served_demo
     listening = [c.laddr.ip for c in psutil.Process(process.pid).net_connections(kind="inet")
@@ -108,6 +108,7 @@ def test_the_page_binds_to_localhost_only(served_demo):
     assert listening and set(listening) <= {"127.0.0.1"}, listening
 
 
+@pytest.mark.slow
 def test_chromium_renders_the_run_list_and_images(served_demo, chromium, tmp_path):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait

@@ -14,11 +14,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import edflow
 import numpy as np
 import pytest
 from edflow.data.dataset_mixin import DatasetMixin
 
-import edflow
 from invproto.compat import patch_streamlit
 
 EXPLORE = Path(edflow.__file__).parent / "explore.py"
@@ -73,11 +73,13 @@ def test_st_cache_alias_caches_like_the_removed_api():
     streamlit.cache_resource.clear()
 
 
+@pytest.mark.slow
 def test_explorer_renders_a_plain_edflow_dataset():
     shown = explore("--dataset", "test_edexplore.TinyImages")
     assert shown == {"exceptions": [], "titles": ["Dataset Explorer: TinyImages"], "images": 1}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args, title, images", [
     (["--dataset", "invproto.data.SpritesTest", "--dataset_params/n_test", "10"], "SpritesTest", 1),
     (["--dataset", "invproto.data.ColorfulMNISTTest", "--data/root", "{shared}"], "ColorfulMNISTTest", 2),

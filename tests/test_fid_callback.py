@@ -10,8 +10,8 @@ import math
 import numpy as np
 import pytest
 import yaml
-
 from edflow_runner import SHARED_DATA, EdflowRunner
+
 from invproto.callbacks import fid as fid_callbacks
 from invproto.data import SpritesTrain
 from invproto.fid import StatsKey
@@ -26,6 +26,7 @@ TINY = ["--model_params/base_channels", "4", "--loss/params/disc_channels", "4",
 SCORES = ("fid_reconstruction", "kid_reconstruction", "kid_reconstruction_std",
           "fid_samples", "kid_samples", "kid_samples_std", "fid_floor")
 needs_mnist = pytest.mark.skipif(not (SHARED_DATA / "mnist").is_dir(), reason="needs ../shared/data")
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")

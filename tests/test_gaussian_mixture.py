@@ -10,7 +10,7 @@ import torch
 from scipy.special import logsumexp
 from scipy.stats import multivariate_normal
 
-from invproto.models.gaussian_mixture import ClassGaussianMixtures
+from invproto.modules.gaussian_mixture import ClassGaussianMixtures
 
 C, K, D = 3, 4, 5
 

@@ -7,9 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
 def test_gpu_suite_smoke_runs_the_step_comparison(shared_data, tmp_path):
     results = REPO / "benchmarks" / "results"
     before = {path.name: path.read_text() for path in results.glob("*.json")}

@@ -11,8 +11,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 import yaml
-
 from conftest import run_config
+
 from invproto.callbacks.factor_dims import estimate_factor_dims
 from invproto.config.run import prepare_run
 from invproto.config.validation import validate_run_config
@@ -147,6 +147,7 @@ def test_swap_grid_decodes_through_an_autoencoder_first_stage(tmp_path):
     torch.testing.assert_close(grid[2 * 3 + 1], expected[0], atol=1e-5, rtol=0)
 
 
+@pytest.mark.slow
 def test_iin_eval_step_decodes_seeded_samples_for_fid_only_with_a_decoder(tmp_path, monkeypatch):
     from edflow.custom_logging import run
 
@@ -263,6 +264,7 @@ def sprites():
     return sprite_data(n_train=4000, n_validation=1000)
 
 
+@pytest.mark.slow
 def test_shape_classifier_gives_shape_more_dimensions_than_colour(sprites):
     """A shape classifier's code varies with shape, hardly with colour: the estimate must say so."""
     classifier = train_classifier(sprites["train"], "shape", 5, steps=300, seed=0)
@@ -274,6 +276,7 @@ def test_shape_classifier_gives_shape_more_dimensions_than_colour(sprites):
     assert shape_dims > color_dims, (shape_dims, color_dims)
 
 
+@pytest.mark.slow
 def test_diin_colour_swap_changes_colour_and_keeps_shape(sprites, tmp_path):
     """Train a dIIN on a shape x colour classifier's codes and swap factors between two sprites.
 
@@ -328,8 +331,8 @@ def test_diin_colour_swap_changes_colour_and_keeps_shape(sprites, tmp_path):
     shape_kept = (shape_after_colour_swap == batch["shape"][a]).mean()
     shape_from_b = (shape_after_shape_swap == batch["shape"][b]).mean()
     shape_read = (baseline_shape == batch["shape"][a]).mean()
-    report = dict(dims=dims, shape_read_unswapped=shape_read, colour_from_b=colour_from_b, control=colour_from_b_control, shape_kept=shape_kept,
-                  shape_from_b=shape_from_b)
+    report = dict(dims=dims, shape_read_unswapped=shape_read, colour_from_b=colour_from_b,
+                  control=colour_from_b_control, shape_kept=shape_kept, shape_from_b=shape_from_b)
     print(report)
     assert colour_from_b > 0.5 and colour_from_b > colour_from_b_control + 0.3, report
     assert shape_kept > 0.6 * shape_read, report
@@ -338,6 +341,7 @@ def test_diin_colour_swap_changes_colour_and_keeps_shape(sprites, tmp_path):
 
 # --- the pipeline through the real edflow CLI ------------------------------------------------
 
+@pytest.mark.slow
 def test_sprites_classifier_dimeval_and_diin_through_edflow(tmp_path):
     """sprites_clf (-t) -> sprites_dimeval overlay (-c, no -t) -> sprites_diin (-t) on that checkpoint."""
     from edflow_runner import EdflowRunner

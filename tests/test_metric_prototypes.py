@@ -10,19 +10,30 @@ import pytest
 import torch
 import torch.nn.functional as F
 import yaml
-
 from edflow_runner import SHARED_DATA, EdflowRunner
+
 from invproto.callbacks.average_cost import cost_metrics
 from invproto.config.validation import validate_run_config
-from invproto.hierarchy import ClassHierarchy, hierarchy_by_name, mean_cost
-from invproto.losses.metric_prototypes import (DistortionLoss, MetricPrototypeLoss, RankLoss,
-                                               hierarchical_cross_entropy, soft_labels)
-from invproto.models.metric_prototypes import (DeepNCM, HierarchicalInference, HypersphericalPrototypes,
-                                               LearntPrototypes, NearestImages, PrototypeOutput,
-                                               hyperspherical_prototypes)
+from invproto.data.hierarchy import ClassHierarchy, hierarchy_by_name, mean_cost
+from invproto.losses.metric_prototypes import (
+    DistortionLoss,
+    MetricPrototypeLoss,
+    RankLoss,
+    hierarchical_cross_entropy,
+    soft_labels,
+)
+from invproto.models.metric_prototypes import (
+    DeepNCM,
+    HierarchicalInference,
+    HypersphericalPrototypes,
+    LearntPrototypes,
+    NearestImages,
+    PrototypeOutput,
+    hyperspherical_prototypes,
+)
 
 REPO = Path(__file__).resolve().parents[1]
-TINY_BACKBONE = {"target": "invproto.models.layers.ConvEncoder",
+TINY_BACKBONE = {"target": "invproto.modules.convnets.ConvEncoder",
                  "params": {"in_channels": 1, "in_size": 8, "n_down": 2, "base_channels": 4, "out_dim": 6}}
 T_SHIRT, TROUSER, PULLOVER, SANDAL, SHIRT, SNEAKER, BAG = 0, 1, 2, 5, 6, 7, 8
 
@@ -189,6 +200,7 @@ def test_learnt_prototypes_scores_and_hierarchical_prototypes():
         LearntPrototypes.from_params(backbone=TINY_BACKBONE, embedding_dim=6, hierarchy="fashion")
 
 
+@pytest.mark.slow
 def test_hyperspherical_prototypes_form_a_regular_simplex():
     for n, dim in [(4, 3), (10, 64)]:
         prototypes = hyperspherical_prototypes(n, dim)
@@ -264,6 +276,7 @@ QUICK_MGP = ["--batch_size", "32", "--data/validation_size", "256", "--optimizer
              "--log_freq", "10", "--num_steps", "30", "--model_params/backbone/params/base_channels", "8"]
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not (SHARED_DATA / "mnist").is_dir(), reason="needs ../shared/data")
 def test_edflow_trains_and_evaluates_metric_guided_prototypes(tmp_path):
     runner = EdflowRunner(tmp_path)

@@ -14,8 +14,8 @@ import sys
 
 import pytest
 import yaml
-
 from edflow_runner import REPO, SHARED_DATA
+
 from invproto.config.validation import validate_run_config
 
 needs_mnist = pytest.mark.skipif(not (SHARED_DATA / "mnist").is_dir(), reason="needs ../shared/data")
@@ -65,12 +65,14 @@ def test_recipe_configs_pass_validation_and_share_the_first_stage():
     assert iin["eval_pipeline"]["callback_kwargs"]["fid_samples"]["n_images"] <= 64
 
 
+@pytest.mark.slow
 def test_recipe_records_only_the_reference_protocol(tmp_path):
     result = recipe(tmp_path, "--fid-n", "20", timeout=60)
     assert result.returncode == 2 and "--fid-n 10000" in result.stderr
     assert not (tmp_path / "logs").exists()
 
 
+@pytest.mark.slow
 @needs_mnist
 def test_recipe_runs_end_to_end_in_a_scratch_directory(tmp_path):
     logs = REPO / "logs"

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from invproto.models.classifier import Classifier
-from invproto.models.layers import ActNorm
+from invproto.modules.actnorm import ActNorm
 
 
 def test_actnorm_data_dependent_init_standardises_first_batch():

@@ -13,14 +13,18 @@ import torch
 import torch.nn.functional as F
 import yaml
 
+from invproto.config.schema import OptimizerParams
 from invproto.config.validation import validate_run_config
 from invproto.data import SpritesTrain
 from invproto.data.synthetic import KEYPOINTS
 from invproto.interpret.part_metrics import consistency, parts_hit, peak_positions, stability
 from invproto.interpret.relevance import baseline_image, relevance_auc, relevance_curves, revealed_images
+from invproto.iterators.optimization import build_optimizer
+from invproto.iterators.part_prototype_push import NearestPatchSearch, push_prototypes
 from invproto.iterators.part_prototypes import PartPrototypeIterator
 from invproto.losses.part_prototypes import PartPrototypeLoss, cluster_cost, off_class_l1, separation_cost
-from invproto.models.part_prototypes import NearestPatchSearch, PartPrototypeNet, patch_distances, push_prototypes
+from invproto.models.part_prototypes import PartPrototypeNet
+from invproto.modules.distances import patch_distances
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL_NET = {"in_channels": 3, "in_size": 32, "n_classes": 5, "features": [8, "M", 8, "M"],
@@ -95,11 +99,14 @@ def test_parameter_groups_and_the_frozen_backbone_of_the_warm_up():
     """The iterator's own methods on an instance without edflow's state (only what they read is set)."""
     iterator = object.__new__(PartPrototypeIterator)
     iterator.model = PartPrototypeNet.from_params(**SMALL_NET)
-    iterator.params = PartPrototypeIterator.Params(warmup_epochs=1, fine_tune_lr=1e-4)
+    iterator.params = PartPrototypeIterator.Params(warmup_epochs=1, backbone_lr_multiple=0.1)
     iterator.loss = PartPrototypeLoss()
     backbone, add_on, prototypes = iterator.parameter_groups()
-    assert backbone["lr"] == 1e-4 and len(backbone["params"]) == len(list(iterator.model.backbone.parameters()))
-    assert "lr" not in add_on and "weight_decay" not in add_on
+    assert backbone["lr_multiple"] == 0.1 and len(backbone["params"]) == len(list(iterator.model.backbone.parameters()))
+    assert add_on.keys() == {"params"}
+    optimizer = build_optimizer([backbone, add_on, prototypes], OptimizerParams(lr=1e-3))
+    rates = [group["lr"] for group in optimizer.param_groups]
+    assert rates == [pytest.approx(1e-4), 1e-3, 1e-3]
     assert prototypes == {"params": [iterator.model.prototypes, iterator.model.head_weights], "weight_decay": 0.0}
     batch = {"image": torch.rand(4, 3, 32, 32) * 2 - 1, "class": torch.tensor([0, 1, 2, 3])}
     for epoch, backbone_trains in ((0, False), (1, True)):
@@ -277,6 +284,7 @@ def test_configs_pass_validation(name):
     validate_run_config(yaml.safe_load((REPO / "configs" / f"{name}_partproto.yaml").read_text()))
 
 
+@pytest.mark.slow
 def test_sprites_part_prototypes_train_push_and_evaluate_through_edflow(tmp_path):
     from edflow_runner import EdflowRunner
 

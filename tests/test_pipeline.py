@@ -10,7 +10,6 @@ import csv
 import pytest
 import torch
 import yaml
-
 from edflow_runner import QUICK, SHARED_DATA, EdflowRunner
 
 pytestmark = pytest.mark.skipif(not (SHARED_DATA / "mnist").is_dir(), reason="needs ../shared/data")
@@ -31,6 +30,7 @@ def read_metrics(run):
         return list(csv.DictReader(f))
 
 
+@pytest.mark.slow
 def test_training_prints_and_records_epoch_metrics(trained):
     runner, run, result = trained
     assert f"invproto: accuracy at step {STEPS} on invproto.data.MNISTValidation" in result.stdout
@@ -42,6 +42,7 @@ def test_training_prints_and_records_epoch_metrics(trained):
     assert scores["per_epoch"] == [final]
 
 
+@pytest.mark.slow
 def test_model_info_and_metrics_csv(trained):
     _, run, _ = trained
     info = yaml.safe_load((run / "results" / "model_info.yaml").read_text())
@@ -58,6 +59,7 @@ def test_model_info_and_metrics_csv(trained):
     assert rows[-1]["phase"] == "epoch_end" and float(rows[-1]["accuracy"]) > 0.6
 
 
+@pytest.mark.slow
 def test_evaluate_latest_checkpoint_on_test_split(trained):
     runner, run, _ = trained
     result = runner("-p", str(runner.train_config(run)), "--datasets/validation", "invproto.data.MNISTTest")
@@ -69,6 +71,7 @@ def test_evaluate_latest_checkpoint_on_test_split(trained):
     assert scores["final"] == evaluation and evaluation["accuracy"] > 0.6
 
 
+@pytest.mark.slow
 def test_checkpoint_of_another_model_is_refused(trained):
     runner, run, _ = trained
     checkpoint = run / "train" / "checkpoints" / f"model-{STEPS}.ckpt"
@@ -79,6 +82,7 @@ def test_checkpoint_of_another_model_is_refused(trained):
     assert str(checkpoint) in last_line and "base_channels" in last_line and "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_corrupt_checkpoint_is_reported(trained, tmp_path):
     runner, run, _ = trained
     corrupt = tmp_path / "model-1.ckpt"
@@ -95,6 +99,7 @@ def train_losses(runner, name, seed):
     return [float(r["loss"]) for r in read_metrics(runner.run_dir(name)) if r["phase"] == "train"]
 
 
+@pytest.mark.slow
 def test_same_seed_same_losses(tmp_path):
     runner = EdflowRunner(tmp_path)
     first, second = train_losses(runner, "seed_a", 3), train_losses(runner, "seed_b", 3)
@@ -104,6 +109,7 @@ def test_same_seed_same_losses(tmp_path):
     assert first != pytest.approx(other, rel=1e-3)
 
 
+@pytest.mark.slow
 def test_nan_loss_stops_with_one_line_and_keeps_checkpoints(tmp_path):
     runner = EdflowRunner(tmp_path)
     result = runner("-b", "configs/mnist_clf.yaml", "-t", *QUICK, "--num_steps", "50", "--ckpt_zero", "True",

@@ -9,8 +9,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 import yaml
-
 from edflow_runner import SHARED_DATA, EdflowRunner
+
 from invproto.config.validation import validate_run_config
 from invproto.losses.protodl import ProtoDLLoss, data_to_prototype, prototype_to_data, reconstruction_error
 from invproto.models.protodl import ProtoDL, encoder_sizes
@@ -128,6 +128,7 @@ QUICK_PROTODL = ["--batch_size", "64", "--data/validation_size", "256", "--optim
                  "--iterator_params/augment_shift", "1"]
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not (SHARED_DATA / "mnist").is_dir(), reason="needs ../shared/data")
 def test_edflow_trains_protodl_and_evaluates_it_on_the_test_split(tmp_path):
     runner = EdflowRunner(tmp_path)

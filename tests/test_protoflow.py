@@ -12,16 +12,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 import yaml
-
 from conftest import run_config
+
 from invproto.config.validation import validate_run_config
 from invproto.data.augment import augment
 from invproto.iterators.prototype_revival import PrototypeRevival
-from invproto.losses.protoflow import (ProtoFlowLoss, bits_per_dim, conditional_bits_per_dim,
-                                       marginal_log_likelihood)
+from invproto.losses.protoflow import ProtoFlowLoss, bits_per_dim, conditional_bits_per_dim, marginal_log_likelihood
 from invproto.models.autoencoder import Autoencoder
-from invproto.models.gaussian_mixture import ClassGaussianMixtures
 from invproto.models.protoflow import LatentPrototypeFlow
+from invproto.modules.gaussian_mixture import ClassGaussianMixtures
 
 REPO = Path(__file__).resolve().parents[1]
 SPRITES_AE = {"in_channels": 3, "in_size": 32, "n_down": 4, "base_channels": 8, "z_dim": 16}
@@ -201,7 +200,7 @@ def iterator_config(checkpoint: Path, **iterator_params) -> dict:
         "batch_size": 32, "num_steps": 10, "seed": 0,
         "model_params": {"first_stage": {"model": AE_PATH, "model_params": SPRITES_AE, "checkpoint": str(checkpoint)},
                          "n_classes": 5, "protos_per_class": 2, "n_flow": 2, "hidden_dim": 16},
-        "iterator_params": {"head_lr": 0.05, "augment_shift": 2, "kmeans_batches": 2, **iterator_params},
+        "iterator_params": {"head_lr_multiple": 50.0, "augment_shift": 2, "kmeans_batches": 2, **iterator_params},
         "optimizer": {"lr": 1e-3, "weight_decay": 1e-4},
     }
 
@@ -230,8 +229,9 @@ def make_iterator(tmp_path, monkeypatch):
 def test_head_has_its_own_learning_rate_and_no_weight_decay(make_iterator, ae_checkpoint):
     iterator = make_iterator(iterator_config(ae_checkpoint))
     backbone, head = iterator.optimizer.param_groups
+    assert backbone["lr"] == 1e-3  # optimizer.lr
     assert {id(p) for p in head["params"]} == {id(p) for p in iterator.model.head.parameters()}
-    assert head["lr"] == 0.05 and head["weight_decay"] == 0.0 and backbone["weight_decay"] == 1e-4
+    assert head["lr"] == pytest.approx(50.0 * 1e-3) and head["weight_decay"] == 0.0 and backbone["weight_decay"] == 1e-4
     assert {id(p) for p in backbone["params"]} == {id(p) for p in iterator.model.flow.parameters()}
 
     config = iterator_config(ae_checkpoint)
@@ -340,6 +340,7 @@ def test_configs_pass_validation(name):
     validate_run_config(yaml.safe_load((REPO / "configs" / f"{name}_protoflow.yaml").read_text()))
 
 
+@pytest.mark.slow
 def test_sprites_protoflow_through_edflow(tmp_path, ae_checkpoint):
     """edflow -t (wrong first stage: one line; then a real run) and edflow -p with test-time augmentation."""
     from edflow_runner import EdflowRunner

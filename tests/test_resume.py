@@ -5,11 +5,12 @@ import re
 import pytest
 import torch
 import yaml
-
-from invproto.io import atomic_torch_save
 from edflow_runner import QUICK, SHARED_DATA, EdflowRunner
 
+from invproto.io import atomic_torch_save
 
+
+@pytest.mark.slow
 @pytest.mark.skipif(not (SHARED_DATA / "mnist").is_dir(), reason="needs ../shared/data")
 def test_sigkill_then_resume_continues_from_last_checkpoint(tmp_path):
     runner = EdflowRunner(tmp_path)

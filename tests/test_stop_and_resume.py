@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from edflow_runner import EDFLOW, QUICK, EdflowRunner
+
 from invproto.io import latest_checkpoint
 
 TRAIN = ["-b", "configs/mnist_clf.yaml", "-t", *QUICK, "--data/validation_size", "64"]
@@ -28,6 +28,7 @@ def loads(path: Path) -> bool:
     return all(torch.isfinite(t).all() for t in state["model"].values() if t.dtype.is_floating_point)
 
 
+@pytest.mark.slow
 def test_sigterm_during_a_checkpoint_write_keeps_every_checkpoint_whole(tmp_path, shared_data):
     runner = EdflowRunner(tmp_path)
     process = subprocess.Popen([EDFLOW, *TRAIN, "--num_steps", "1000", "--ckpt_freq", "5", "-n", "preempted"],
@@ -61,6 +62,7 @@ def test_sigterm_during_a_checkpoint_write_keeps_every_checkpoint_whole(tmp_path
     assert f"Restored model from {paused}" in resumed.stdout + resumed.stderr
 
 
+@pytest.mark.slow
 def test_a_copied_run_resumes_from_its_highest_step(tmp_path, shared_data):
     runner = EdflowRunner(tmp_path)
     original = runner.train("configs/mnist_clf.yaml", "original", *TRAIN[3:], "--num_steps", "12",
@@ -76,6 +78,7 @@ def test_a_copied_run_resumes_from_its_highest_step(tmp_path, shared_data):
         resumed.stdout + resumed.stderr)
 
 
+@pytest.mark.slow
 def test_evaluating_a_run_without_checkpoints_refuses_and_leaves_nothing(tmp_path, shared_data):
     runner = EdflowRunner(tmp_path)
     run = runner.train("configs/mnist_clf.yaml", "empty", *TRAIN[3:], "--num_steps", "2")

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import invproto
-from invproto.config.instantiate import get_obj_from_str
+from invproto.config.targets import get_obj_from_str
 
 PACKAGE = str(Path(invproto.__file__).parent)
 HOST_READS = ("item", "tolist", "numpy", "cpu", "__float__", "__int__", "__bool__")
@@ -150,6 +150,7 @@ def losses_with(build, performance: dict, steps: int = 6) -> list[float]:
     return losses
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("performance, tolerance", [
     ({"channels_last": True}, 1e-5),
     ({"compile": True, "compile_backend": "aot_eager"}, 1e-5),
@@ -196,7 +197,7 @@ def test_a_diverged_state_is_never_saved(build, tmp_path):
 
 
 def test_actnorm_initialises_once_and_again_after_loading_an_uninitialised_state():
-    from invproto.models.layers import ActNorm
+    from invproto.modules.actnorm import ActNorm
 
     fresh = ActNorm(3).state_dict()
     norm = ActNorm(3).train()

@@ -3,9 +3,8 @@
 import struct
 
 import pytest
-from wandb.proto import wandb_internal_pb2
-
 from edflow_runner import QUICK, SHARED_DATA, EdflowRunner
+from wandb.proto import wandb_internal_pb2
 
 BLOCK, HEADER = 32768, 7  # wandb's LevelDB-style log: 32 KiB blocks, 7-byte record headers
 FULL, FIRST, MIDDLE, LAST = 1, 2, 3, 4
@@ -34,6 +33,7 @@ def read_records(path):
     return records
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not (SHARED_DATA / "mnist").is_dir(), reason="needs ../shared/data")
 def test_offline_wandb_run_holds_scalars_and_evaluation_metrics(tmp_path):
     runner = EdflowRunner(tmp_path)

@@ -2,7 +2,7 @@
 
 Expects the iterator's ``eval_op`` to return ``labels: {"logits": (N, C),
 "target": (N,)}`` -- any classifier does. The cost of predicting ``j`` for
-``i`` is their tree distance in the named :class:`~invproto.hierarchy.ClassHierarchy`
+``i`` is their tree distance in the named :class:`~invproto.data.hierarchy.ClassHierarchy`
 (callback kwarg ``hierarchy``; by default the run's ``model_params.hierarchy``).
 Metrics:
 
@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from invproto.callbacks.base import evaluation_callback
-from invproto.hierarchy import hierarchy_by_name, mean_cost
+from invproto.data.hierarchy import hierarchy_by_name, mean_cost
 
 
 def cost_metrics(cost: torch.Tensor, target: torch.Tensor, predicted: torch.Tensor) -> dict[str, float]:

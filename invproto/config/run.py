@@ -44,10 +44,10 @@ def prepare_run(config: dict) -> DictConfig:
     with abort_cleanly():
         view = validate_run_config(config)
         # imported only now: it imports torch (seconds), and a config error must not wait for that
-        from invproto.distributed import Shard, world_size
+        from invproto.distributed import local_batch_size, world_size
 
         if "batch_size" in config:  # training and evaluation configs (edexplore's need none)
-            Shard.this_process().local_batch_size(config["batch_size"])
+            local_batch_size(config["batch_size"])
     seed_everything(view.seed)
     if config.get("n_data_processes") is None:
         config["n_data_processes"] = max(1, (os.cpu_count() or 1) // world_size())

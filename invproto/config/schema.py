@@ -2,7 +2,7 @@
 
 Sections whose content depends on a component (``model_params``,
 ``iterator_params``, ``loss.params``, callback kwargs) are checked against that
-component's own schema, see :func:`invproto.config.instantiate.schema_for`.
+component's own schema, see :func:`invproto.config.targets.schema_for`.
 """
 
 from __future__ import annotations

@@ -18,9 +18,9 @@ from typing import Any, Mapping
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from invproto.config.instantiate import get_obj_from_str, schema_for
 from invproto.config.schema import ExploreConfig, RunConfig
 from invproto.config.sources import ConfigSources
+from invproto.config.targets import get_obj_from_str, schema_for
 
 
 class ConfigError(SystemExit):
@@ -63,6 +63,8 @@ def check_section(schema: type, value: Any, key: str) -> dict:
     """Validate ``value`` against the dataclass ``schema``; return it with defaults filled in.
 
     ``key`` is the dotted path of ``value`` in the run config (``""`` for the root).
+    A schema may name keys it replaced in ``renamed_keys`` (a class variable,
+    ``{old: (new, how to convert)}``): the old key is refused naming the new one.
     """
     prefix = f"{key}." if key else ""
     if value is None:
@@ -72,7 +74,12 @@ def check_section(schema: type, value: Any, key: str) -> dict:
                           f"got {value!r}{_where(key)}")
     fields = {f.name: f for f in dataclasses.fields(schema)}
     hints = typing.get_type_hints(schema)
+    renamed = getattr(schema, "renamed_keys", {})
     for name in value:
+        if name in renamed:
+            new, how = renamed[name]
+            raise ConfigError(f"config key '{prefix}{name}'{_where(prefix + str(name))} was replaced; "
+                              f"use '{prefix}{new}', {how}")
         if name not in fields:
             raise _unknown(prefix + str(name), list(fields))
     for name, sub in value.items():

@@ -33,7 +33,8 @@ import math
 import numpy as np
 from edflow.iterators.batches import Iterator as ChainerBatches
 
-from invproto.distributed import Shard, broadcast_from_main
+from invproto.data.sharding import Shard
+from invproto.distributed import broadcast_from_main
 
 
 def shared_seed() -> int:

@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 from invproto.data.pairs import FactorPairs
-from invproto.iterators.autoencoder import to_uint8_hwc
+from invproto.pictures import to_uint8_hwc
 
 DISPLAY_SIZE = 96  # pixels: smaller images are enlarged by the largest integer factor that stays within it
 

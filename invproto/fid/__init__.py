@@ -28,7 +28,6 @@ from invproto.fid.statistics import (
     reference_statistics,
 )
 
-
 __all__ = [
     "FEATURE_DIM",
     "FEATURE_NETWORK_ID",

@@ -33,7 +33,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torchmetrics.image.kid import poly_mmd
 
 KID_SUBSETS = 100
 KID_SUBSET_SIZE = 1000  # largest subset; smaller sets use all their features
@@ -65,6 +64,8 @@ def kernel_inception_distance(features1: np.ndarray, features2: np.ndarray, subs
         raise ValueError(f"need at least 2 features per set and per subset and one subset, got sets of "
                          f"{len(features1)} and {len(features2)}, max_subset_size {max_subset_size}, "
                          f"subsets {subsets}")
+    from torchmetrics.image.kid import poly_mmd  # here, not at the top: importing torchmetrics takes seconds
+
     m = min(max_subset_size, len(features1), len(features2))
     if m == len(features1) == len(features2):
         subsets = 1  # every subset would be all of both sets

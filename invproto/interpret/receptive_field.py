@@ -40,7 +40,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torchvision.models.resnet import BasicBlock, Bottleneck
 
-from invproto.models.layers import ActNorm
+from invproto.modules.actnorm import ActNorm
 
 MAPPINGS = ("rf", "upsample")
 REDUCTIONS = ("max", "mean", "sum")

@@ -10,25 +10,16 @@ class's optimizer step. The loss is ``config["loss"]`` (default
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import torch
 
 from invproto.callbacks.fid import fid_reconstruction, fid_samples, reconstruction
 from invproto.config.schema import OptimizerParams
-from invproto.iterators.base import Batch, Iterator, Scalars, to_hwc
-from invproto.iterators.optimization import build_optimizer
-
-
-
-def standard_normal(shape: tuple[int, ...], *seed: int) -> torch.Tensor:
-    """float32 N(0, I) noise of ``shape`` drawn from a NumPy generator seeded with ``seed``; device independent."""
-    return torch.from_numpy(np.random.default_rng(list(seed)).standard_normal(shape, dtype=np.float32))
-
-
-def to_uint8_hwc(images: torch.Tensor) -> np.ndarray:
-    """``(N, C, H, W)`` in [-1, 1] -> ``(N, H, W, C)`` uint8, ``round((x + 1) * 127.5)``: 8-bit images."""
-    return to_hwc(((images.float() + 1) * 127.5).round().clamp(0, 255)).astype(np.uint8)
+from invproto.iterators.base import Batch, Iterator, Scalars
+from invproto.iterators.optimization import build_optimizer, current_factor
+from invproto.pictures import standard_normal, to_hwc, to_uint8_hwc
 
 
 class AutoencoderIterator(Iterator):
@@ -38,7 +29,9 @@ class AutoencoderIterator(Iterator):
 
     @dataclass
     class Params:
-        d_lr_factor: float = 1.0  # discriminator learning rate = this x the autoencoder's (scheduled) rate
+        renamed_keys: ClassVar[dict[str, tuple[str, str]]] = {  # old key: (new key, how to convert)
+            "d_lr_factor": ("discriminator_lr_multiple", "the same number under the name every rate uses")}
+        discriminator_lr_multiple: float = 1.0  # discriminator learning rate / optimizer.lr (scheduled alike)
         n_log_images: int = 16  # images per logged grid (batch, fixed examples, N(0, I) samples)
 
     # eval_op stores (per validation example): kl, l1, reconstruction and sample (uint8 HWC)
@@ -50,7 +43,10 @@ class AutoencoderIterator(Iterator):
         self.d_optimizer = None
         if self.loss.discriminator is not None:
             optimizer_params = OptimizerParams(**self.settings.optimizer)
-            self.d_optimizer = build_optimizer(self.loss.discriminator.parameters(), optimizer_params)
+            self.d_optimizer = build_optimizer([{"params": self.loss.discriminator.parameters(),
+                                                 "lr_multiple": self.params.discriminator_lr_multiple}],
+                                               optimizer_params)
+            self._discriminator_lr = self.d_optimizer.param_groups[0]["lr"]
         self._fixed_inputs: torch.Tensor | None = None
 
     # --- training ----------------------------------------------------------
@@ -70,8 +66,7 @@ class AutoencoderIterator(Iterator):
 
     def _discriminator_step(self, images: torch.Tensor, reconstructions: torch.Tensor) -> Scalars:
         """One optimizer step of the discriminator on real images and detached reconstructions."""
-        for group in self.d_optimizer.param_groups:
-            group["lr"] = self.schedule.get_last_lr()[0] * self.params.d_lr_factor
+        self.d_optimizer.param_groups[0]["lr"] = self._discriminator_lr * current_factor(self.schedule)
         d_loss, scalars = self.loss.discriminator_loss(images, reconstructions.detach())
         self.d_optimizer.zero_grad(set_to_none=True)
         d_loss.backward()

@@ -29,26 +29,8 @@ loss's finiteness is tracked on the device and checked at log steps and
 before every checkpoint, and throughput is timed with CUDA events. So a step
 on CUDA only queues work, and the host runs ahead to load the next batch.
 
-Under ``torchrun`` (:mod:`invproto.distributed`) nothing changes for a
-subclass. ``self.model`` stays the plain model; the training step runs as the
-forward of a DistributedDataParallel module holding the model and every other
-parameter of ``self.optimizer`` (:func:`~invproto.distributed.replicate`), so
-gradients are averaged over the ranks however :meth:`train_step` reaches the
-model. Other optimizers the iterator builds in :meth:`build_components` (a
-GAN discriminator's, say) average their gradients over the ranks before each
-step. Each rank sees ``batch_size / world_size`` examples of every global
-batch; logged scalars are means over the ranks. Every rank receives the
-evaluation outputs of all ranks (an all-gather after each evaluation step) and
-runs the evaluation callbacks on them: callbacks that share their work between
-the ranks (FID/KID, each rank passing its share of the images through
-Inception, :mod:`invproto.fid.sharding`) meet in the same collectives, the
-others compute the same metrics on every rank, which costs no time (those
-ranks would otherwise wait for rank 0). Rank 0 alone records the scores
-(:func:`~invproto.callbacks.base.evaluation_callback`) and writes checkpoints,
-wandb and ``results/``; the other ranks save nothing and log into a throwaway
-directory. After the setup each rank reseeds torch with ``seed + rank``, so
-random augmentations and sampling noise differ between ranks as they would
-between the examples of one batch.
+Under ``torchrun`` nothing changes for a subclass: :mod:`invproto.iterators.ddp`
+describes how the step, the evaluation and the scores are shared between the ranks.
 """
 
 from __future__ import annotations
@@ -61,7 +43,6 @@ from typing import Mapping
 import numpy as np
 import torch
 from edflow.custom_logging import run
-from edflow.hooks.hook import Hook
 from edflow.iterators.template_iterator import TemplateIterator
 
 from invproto import distributed
@@ -70,24 +51,15 @@ from invproto.config import instantiate
 from invproto.config.run import abort_cleanly, prepare_run
 from invproto.config.schema import OptimizerParams, PerformanceParams
 from invproto.io import atomic_torch_save
+from invproto.iterators.ddp import average_gradients_before_step, replicate
+from invproto.iterators.hooks import ModelInfoHook, StopOnSignalHook
 from invproto.iterators.optimization import build_optimizer, build_schedule
-from invproto.iterators.performance import (StepTimer, autocast, check_precision, compiled, grad_scaler,
-                                            memory_format)
+from invproto.iterators.performance import StepTimer, autocast, check_precision, compiled, grad_scaler, memory_format
 from invproto.iterators.stop_signals import StopSignals
 from invproto.models.base import load_checkpoint
 
 Batch = dict[str, torch.Tensor]
 Scalars = dict[str, torch.Tensor | float]  # logged values: 0-d detached tensors (read at log steps only) or floats
-
-
-def to_hwc(images: torch.Tensor) -> np.ndarray:
-    """``(N, C, H, W)`` tensor -> ``(N, H, W, C)`` float32 array, as edflow logs images (inverse of ``to_tensors``)."""
-    return images.permute(0, 2, 3, 1).float().cpu().numpy()
-
-
-def default_device() -> torch.device:
-    """CUDA when available (this rank's GPU under torchrun), else the CPU."""
-    return distributed.device()
 
 
 class Iterator(TemplateIterator):
@@ -99,7 +71,7 @@ class Iterator(TemplateIterator):
                 integration["active"] = False  # one wandb run: rank 0's
         os.environ.setdefault("WANDB_DIR", str(Path(run.root).resolve()))
         super().__init__(config, root, model, *args, **kwargs)
-        self.device = default_device()
+        self.device = distributed.device()
         self.performance = PerformanceParams(**self.settings.performance)
         self.model = model.to(self.device, memory_format=memory_format(self.performance))
         self.params = self.Params(**(self.settings.iterator_params or {})) if self.Params is not None else None
@@ -114,20 +86,20 @@ class Iterator(TemplateIterator):
         self._first_nonfinite_step = torch.tensor(-1, device=self.device)
         self.artifacts = RunArtifacts(run.root)
         self.train_speed, self.inference_speed = StepTimer(self.device), StepTimer(self.device)
-        self.epoch_hooks.append(_ModelInfoHook(self))
+        self.epoch_hooks.append(ModelInfoHook(self))
         self.stop_signals = StopSignals()
         if config.get("test_mode", False):  # evaluation has nothing to save: signals stop it at once
             self.stop_signals.restore_defaults()
         else:  # replaces edflow's handlers, which save from inside a running step and exit with 0
             self.stop_signals.install()
-            self.hooks.append(_StopOnSignalHook(self))
-        replicated_step = None if config.get("test_mode", False) else distributed.replicate(
+            self.hooks.append(StopOnSignalHook(self))
+        replicated_step = None if config.get("test_mode", False) else replicate(
             self.train_step, self.model, [p for group in self.optimizer.param_groups for p in group["params"]],
             find_unused_parameters=self.leaves_parameters_unused)
         self.training_step = compiled(replicated_step or self.train_step, self.performance)
         if distributed.is_distributed():
             for optimizer in self._other_optimizers():
-                optimizer.register_step_pre_hook(_average_gradients_over_ranks)
+                optimizer.register_step_pre_hook(average_gradients_before_step)
             torch.manual_seed(self.settings.seed + distributed.rank())
 
     # --- to implement -------------------------------------------------------
@@ -358,36 +330,3 @@ class Iterator(TemplateIterator):
             wandb = sys.modules.get("wandb")  # imported by edflow only when the integration is active
             if wandb is not None and wandb.run is not None:
                 wandb.finish()
-
-
-def _average_gradients_over_ranks(optimizer: torch.optim.Optimizer, args, kwargs) -> None:
-    """Optimizer step pre-hook: the gradients of ``optimizer``'s parameters, averaged over the ranks."""
-    distributed.average_gradients(p for group in optimizer.param_groups for p in group["params"])
-
-
-class _StopOnSignalHook(Hook):
-    """After a training step (and its checkpoint hook): on SIGINT/SIGTERM, save this step's state and stop."""
-
-    def __init__(self, iterator: Iterator):
-        self.iterator = iterator
-
-    def after_step(self, step, last_results):
-        iterator = self.iterator
-        if iterator.get_split() != "train" or not iterator.stop_signals.requested():
-            return
-        path = Path(iterator.ckpthook.savename.format(iterator.get_global_step()))
-        if not path.is_file():
-            iterator.save(str(path))
-        print(f"invproto: stopped by {iterator.stop_signals.describe()} after step {iterator.get_global_step()}; "
-              f"its state is in {path}; resume with edflow -p {run.root} -t", file=sys.stderr, flush=True)
-        raise SystemExit(iterator.stop_signals.exit_status())
-
-
-class _ModelInfoHook(Hook):
-    """Rewrites ``results/model_info.yaml`` after every epoch."""
-
-    def __init__(self, iterator: Iterator):
-        self.iterator = iterator
-
-    def after_epoch(self, epoch):
-        self.iterator.artifacts.write_model_info(self.iterator.model_info())

@@ -7,7 +7,8 @@ import torch
 import torch.nn.functional as F
 
 from invproto.callbacks.accuracy import accuracy
-from invproto.iterators.base import Batch, Iterator, Scalars, to_hwc
+from invproto.iterators.base import Batch, Iterator, Scalars
+from invproto.pictures import to_hwc
 
 
 class ClassifierIterator(Iterator):

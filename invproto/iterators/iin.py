@@ -20,26 +20,18 @@ The loss is ``config["loss"]`` (``{target, params}``), by default
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from invproto.callbacks.base import evaluation_callback
 from invproto.callbacks.factor_dims import dim_callback
 from invproto.callbacks.fid import fid_samples
-from invproto.iterators.autoencoder import standard_normal, to_uint8_hwc
-from invproto.iterators.base import Batch, Iterator, Scalars, to_hwc
+from invproto.callbacks.likelihood import likelihood
+from invproto.iterators.base import Batch, Iterator, Scalars
 from invproto.losses.iin import HALF_LOG_TWO_PI
 from invproto.models.iin import first_stage_codes
-
-
-@evaluation_callback
-def likelihood(root, data_in, data_out, config):
-    """Mean ``nats_per_dim`` and ``bits_per_dim`` over the evaluation split (per-example ``nats_per_dim`` in)."""
-    nats = float(np.mean(data_out.labels["nats_per_dim"]))
-    return {"nats_per_dim": nats, "bits_per_dim": nats / math.log(2)}
+from invproto.pictures import standard_normal, to_hwc, to_uint8_hwc
 
 
 class IINIterator(Iterator):

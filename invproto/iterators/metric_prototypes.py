@@ -20,7 +20,8 @@ import torch
 
 from invproto.callbacks.average_cost import average_cost
 from invproto.callbacks.prototypes import prototype_accuracy, prototype_labels
-from invproto.iterators.base import Batch, Iterator, Scalars, to_hwc
+from invproto.iterators.base import Batch, Iterator, Scalars
+from invproto.pictures import to_hwc
 
 
 class MetricPrototypeIterator(Iterator):

@@ -5,12 +5,13 @@
 * *warm-up* (the first ``warmup_epochs`` epochs): the backbone is frozen; the
   add-on layers, prototypes and head train (useful with pretrained weights);
 * *joint*: everything trains. Optimizer groups: the backbone at
-  ``fine_tune_lr`` (null: ``optimizer.lr``; PixPNet uses 1e-4 for pretrained
-  backbones), the add-on at ``optimizer.lr``, prototypes and head at
-  ``optimizer.lr`` without weight decay; the schedule scales all alike;
+  ``backbone_lr_multiple x optimizer.lr`` (PixPNet fine-tunes a pretrained
+  backbone at 1e-4 against 3e-3 for the rest: a multiple of ~1/30), the
+  add-on at ``optimizer.lr``, prototypes and head at ``optimizer.lr``
+  without weight decay; the schedule scales all alike;
 * *push*, after epoch ``e`` (counted from 1) when ``e >= push_start`` and
   ``(e - push_start) % push_every == 0`` (``push_every`` 0: never), and
-  always after the last epoch: :func:`~invproto.models.part_prototypes.push_prototypes`
+  always after the last epoch: :func:`~invproto.iterators.part_prototype_push.push_prototypes`
   over the push set -- the ``datasets.train`` split read without shuffling
   (invproto datasets are not augmented), or a fixed random subset of
   ``push_images`` of it -- with the ``duplicate_filter``;
@@ -32,20 +33,8 @@ image with its receptive-field box), ``heatmap_rf.png`` and
 pixels, over the image), one row per class.
 
 **Evaluation** (each epoch and ``edflow -p``): ``prototype_accuracy`` and
-``part_interpretability``:
-
-* always, the relevance ordering test (:mod:`invproto.interpret.relevance`)
-  of both pixel mappings on the first ``relevance_images_per_batch`` images
-  of every batch, for every prototype of the image's class:
-  ``relevance_auc_rf``, ``relevance_auc_upsample`` (mean normalised AUCs) and
-  ``relevance_rf_minus_upsample`` (their difference; > 0: the receptive-field
-  mapping ranks the relevant pixels earlier);
-* on data with part annotations (a validation dataset with a
-  ``part_keypoints(indices)`` method, such as Sprites), consistency and
-  stability (:mod:`invproto.interpret.part_metrics`) of both mappings, with
-  regions of half-width ``part_radius`` and input noise ``noise_std``:
-  ``consistency_rf``, ``consistency_hard_rf``, ``stability_rf``,
-  ``stability_soft_rf`` and the same for ``upsample``.
+``part_interpretability`` (:mod:`invproto.callbacks.part_interpretability`) of the
+relevance, consistency and stability labels :meth:`PartPrototypeIterator.eval_step` computes.
 """
 
 from __future__ import annotations
@@ -53,63 +42,28 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar, Optional
 from typing import Iterator as TypingIterator
-from typing import Optional
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-import torchvision
 from edflow.hooks.hook import Hook
-from matplotlib import colormaps
 
-from invproto.callbacks.base import evaluation_callback
+from invproto.callbacks.part_interpretability import part_interpretability
 from invproto.callbacks.prototypes import prototype_accuracy, prototype_labels
 from invproto.config.run import abort_cleanly
 from invproto.data.base import dataset_examples
-from invproto.interpret.part_metrics import consistency, parts_hit, peak_positions, stability
+from invproto.interpret.part_metrics import parts_hit, peak_positions
 from invproto.interpret.receptive_field import MAPPINGS, REDUCTIONS
 from invproto.interpret.relevance import BASELINES, baseline_image, relevance_auc, relevance_curves
 from invproto.io import save_grid
-from invproto.iterators.base import Batch, Iterator, Scalars, to_hwc
+from invproto.iterators.base import Batch, Iterator, Scalars
+from invproto.iterators.part_prototype_push import DUPLICATE_FILTERS, PushBatch, push_prototypes
 from invproto.losses.part_prototypes import off_class_l1
-from invproto.models.part_prototypes import DUPLICATE_FILTERS, PartPrototypeOutput, PushBatch, push_prototypes
+from invproto.models.part_prototypes import PartPrototypeOutput
 from invproto.models.prototype_model import Explanation
-
-
-
-@evaluation_callback
-def part_interpretability(root, data_in, data_out, config):
-    """Relevance ordering AUCs, and consistency/stability where parts are annotated (module docstring)."""
-    labels = data_out.labels
-    metrics = {f"relevance_auc_{m}": float(np.nanmean(labels[f"relevance_auc_{m}"])) for m in MAPPINGS}
-    metrics["relevance_rf_minus_upsample"] = metrics["relevance_auc_rf"] - metrics["relevance_auc_upsample"]
-    if "class_prototypes" in labels:
-        slots = np.asarray(labels["class_prototypes"], dtype=np.int64)
-        n_prototypes = int(np.asarray(labels["n_prototypes"])[0])
-        for m in MAPPINGS:
-            hits, noisy = np.asarray(labels[f"parts_hit_{m}"]), np.asarray(labels[f"parts_hit_{m}_noisy"])
-            scores = {**consistency(hits, slots, n_prototypes), **stability(hits, noisy, slots, n_prototypes)}
-            metrics.update({f"{name}_{m}": value for name, value in scores.items()})
-    return metrics
-
-
-def heat_overlay(images: torch.Tensor, heat: torch.Tensor) -> torch.Tensor:
-    """``(n, C, S, S)`` images, ``(n, S, S)`` heat maps -> ``(n, 3, S, S)``, half image, half jet (all in [-1, 1])."""
-    low, high = heat.amin(dim=(1, 2), keepdim=True), heat.amax(dim=(1, 2), keepdim=True)
-    scaled = ((heat - low) / (high - low).clamp(min=1e-12)).cpu().numpy()
-    colours = torch.from_numpy(colormaps["jet"](scaled)[..., :3]).permute(0, 3, 1, 2).float()
-    grey_or_rgb = ((images.float().cpu() + 1) / 2).expand(-1, 3, -1, -1)
-    return (0.5 * grey_or_rgb + 0.5 * colours) * 2 - 1
-
-
-def boxed(images: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
-    """``(n, C, S, S)`` images in [-1, 1] with ``(n, 4)`` boxes ``x0, y0, x1, y1`` (exclusive ends) drawn in red."""
-    pixels = ((images.float().cpu() + 1) * 127.5).round().byte().expand(-1, 3, -1, -1)
-    corners = boxes.cpu() - torch.tensor([0, 0, 1, 1])  # draw_bounding_boxes takes inclusive corners
-    drawn = [torchvision.utils.draw_bounding_boxes(image, box[None], colors="red")
-             for image, box in zip(pixels, corners)]
-    return torch.stack(drawn).float() / 127.5 - 1
+from invproto.pictures import boxed, heat_overlay, to_hwc
 
 
 class PartPrototypeIterator(Iterator):
@@ -121,7 +75,10 @@ class PartPrototypeIterator(Iterator):
     @dataclass
     class Params:
         warmup_epochs: int = 0  # first epochs with the backbone frozen
-        fine_tune_lr: Optional[float] = None  # backbone learning rate; null: optimizer.lr
+        renamed_keys: ClassVar[dict[str, tuple[str, str]]] = {  # old key: (new key, how to convert)
+            "fine_tune_lr": ("backbone_lr_multiple",
+                             "a multiple of optimizer.lr (the old fine_tune_lr / optimizer.lr)")}
+        backbone_lr_multiple: float = 1.0  # backbone learning rate / optimizer.lr (pretrained: ~1/30, see above)
         push_start: int = 1  # first epoch (counted from 1) after which prototypes are pushed
         push_every: int = 1  # then every this many epochs (0: only after the last epoch, which always pushes)
         push_images: Optional[int] = None  # size of the fixed random subset of the train split pushed on; null: all
@@ -159,13 +116,11 @@ class PartPrototypeIterator(Iterator):
                 raise SystemExit("invproto: iterator_params.push_start must be >= 1 and push_every >= 0")
 
     def parameter_groups(self) -> list[dict]:
-        """Backbone at ``fine_tune_lr``; add-on; prototypes and head without weight decay."""
+        """Backbone at ``backbone_lr_multiple``; add-on; prototypes and head without weight decay."""
         model = self.model
-        groups = [{"params": list(model.backbone.parameters())},
+        groups = [{"params": list(model.backbone.parameters()), "lr_multiple": self.params.backbone_lr_multiple},
                   {"params": list(model.add_on.parameters())},
                   {"params": [model.prototypes, *model.head_parameters()], "weight_decay": 0.0}]
-        if self.params.fine_tune_lr is not None:
-            groups[0]["lr"] = self.params.fine_tune_lr
         return [group for group in groups if group["params"]]
 
     # --- training --------------------------------------------------------------------------------

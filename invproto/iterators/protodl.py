@@ -14,13 +14,15 @@ scores, and evaluate only the selected one on the test split.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import torch
 
 from invproto.callbacks.prototypes import prototype_accuracy, prototype_labels
 from invproto.data.augment import augment
-from invproto.iterators.base import Batch, Iterator, Scalars, to_hwc
+from invproto.iterators.base import Batch, Iterator, Scalars
+from invproto.pictures import to_hwc
 
 
 class ProtoDLIterator(Iterator):
@@ -29,7 +31,9 @@ class ProtoDLIterator(Iterator):
     @dataclass
     class Params:
         n_log_images: int = 16  # inputs / reconstructions per logged grid
-        classifier_lr_factor: float = 10.0  # learning rate of the last (linear) layer / optimizer.lr
+        renamed_keys: ClassVar[dict[str, tuple[str, str]]] = {  # old key: (new key, how to convert)
+            "classifier_lr_factor": ("classifier_lr_multiple", "the same number under the name every rate uses")}
+        classifier_lr_multiple: float = 10.0  # learning rate of the last (linear) layer / optimizer.lr
         augment_shift: int = 0  # random shift of each training image, up to this many pixels per axis
 
     callbacks = {"eval_op": {"prototype_accuracy": prototype_accuracy}}
@@ -39,7 +43,7 @@ class ProtoDLIterator(Iterator):
         self.loss = self.build_loss()
 
     def parameter_groups(self) -> list[dict]:
-        """The last layer learns ``classifier_lr_factor`` times faster than the rest.
+        """The last layer learns ``classifier_lr_multiple`` times faster than the rest.
 
         It reads distances per latent dimension, which are O(1): to separate
         classes confidently its weights must grow to O(10), which at the
@@ -50,7 +54,7 @@ class ProtoDLIterator(Iterator):
         classifier = list(self.model.classifier.parameters())
         rest = [p for p in self.model.parameters() if all(p is not q for q in classifier)]
         return [{"params": rest},
-                {"params": classifier, "lr": self.settings.optimizer.lr * self.params.classifier_lr_factor}]
+                {"params": classifier, "lr_multiple": self.params.classifier_lr_multiple}]
 
     def train_step(self, batch: Batch) -> tuple[torch.Tensor, Scalars]:
         images = augment(batch["image"], self.params.augment_shift, flip=False)

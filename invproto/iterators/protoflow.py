@@ -10,8 +10,8 @@ view) and the prototype diversity term, plus the backbone's own
 :meth:`~invproto.models.protoflow.PrototypeFlow.auxiliary_loss` (cross-entropy
 and reconstruction when a latent flow fine-tunes its autoencoder).
 
-* Optimizer groups: the mixture head with ``iterator_params.head_lr`` and no
-  weight decay; every other parameter that requires grad (the flow, and the
+* Optimizer groups: the mixture head at ``iterator_params.head_lr_multiple x
+  optimizer.lr`` and no weight decay; every other parameter that requires grad (the flow, and the
   first stage when it is trained) with ``optimizer``.
 * Initialisation: at step 0 of a fresh run (never on resume) the means,
   variances and weights are set by k-means on the latents of
@@ -35,7 +35,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -46,11 +46,11 @@ from invproto.config.run import abort_cleanly
 from invproto.data.augment import augment
 from invproto.data.base import dataset_examples
 from invproto.io import save_grid
-from invproto.iterators.base import Batch, Iterator, Scalars, to_hwc
+from invproto.iterators.base import Batch, Iterator, Scalars
 from invproto.iterators.prototype_revival import PrototypeRevival
 from invproto.losses.protoflow import bits_per_dim, marginal_log_likelihood
 from invproto.models.prototype_model import Explanation
-
+from invproto.pictures import to_hwc
 
 
 class ProtoFlowIterator(Iterator):
@@ -60,7 +60,9 @@ class ProtoFlowIterator(Iterator):
 
     @dataclass
     class Params:
-        head_lr: Optional[float] = None  # learning rate of the mixture head (weight decay 0); null: optimizer.lr
+        renamed_keys: ClassVar[dict[str, tuple[str, str]]] = {  # old key: (new key, how to convert)
+            "head_lr": ("head_lr_multiple", "a multiple of optimizer.lr (the old head_lr / optimizer.lr)")}
+        head_lr_multiple: float = 1.0  # learning rate of the mixture head (weight decay 0) / optimizer.lr
         augment_shift: int = 0  # random shift of training/TTA views, up to this many pixels per axis
         augment_flip: bool = False  # random horizontal flips of training/TTA views (natural images only)
         tta_num: int = 1  # evaluation: class scores averaged over the image and tta_num - 1 augmented views
@@ -103,10 +105,8 @@ class ProtoFlowIterator(Iterator):
         head = list(self.model.head.parameters())
         head_ids = {id(p) for p in head}
         backbone = [p for p in self.trainable_parameters() if id(p) not in head_ids]
-        head_group = {"params": head, "weight_decay": 0.0}
-        if self.params.head_lr is not None:
-            head_group["lr"] = self.params.head_lr
-        return [{"params": backbone}, head_group]
+        return [{"params": backbone},
+                {"params": head, "weight_decay": 0.0, "lr_multiple": self.params.head_lr_multiple}]
 
     # --- training ------------------------------------------------------------
     def training_view(self, images: torch.Tensor) -> torch.Tensor:

@@ -9,7 +9,7 @@ of ``every`` training steps, which component of its own class explains each
 training latent best (highest weighted log-density), and at the end of the
 window moves every component whose share of its class is below ``min_share``
 onto random latents of that class among the last ``pool_size``
-(:meth:`~invproto.models.gaussian_mixture.ClassGaussianMixtures.reseed`).
+(:meth:`~invproto.modules.gaussian_mixture.ClassGaussianMixtures.reseed`).
 
 With several processes the counts are summed over the ranks, rank 0 re-seeds
 from its own pool and every rank receives its head. The counts restart after
@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 
 from invproto import distributed
-from invproto.models.gaussian_mixture import ClassGaussianMixtures
+from invproto.modules.gaussian_mixture import ClassGaussianMixtures
 
 
 class PrototypeRevival:

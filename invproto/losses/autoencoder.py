@@ -36,8 +36,8 @@ import torch.nn as nn
 from invproto.config.validation import ConfigError
 from invproto.losses.discriminator import DISCRIMINATOR_LOSSES, PatchDiscriminator, generator_loss
 from invproto.losses.perceptual import EncoderPerceptualDistance
-from invproto.models.autoencoder import DiagonalGaussian
 from invproto.models.iin import FirstStageParams
+from invproto.modules.gaussian import DiagonalGaussian
 
 CALIBRATION_EPS = 1e-4
 CALIBRATION_MAX = 1e4

@@ -4,7 +4,7 @@ A prototype classifier scores an embedding by its negative distance to one
 prototype per class (and, with hierarchical inference, per internal tree node).
 Its training objective is a *data term* on the class scores plus optional
 terms that shape the prototypes after a target metric ``D`` between them (the
-tree distance of a :class:`~invproto.hierarchy.ClassHierarchy`):
+tree distance of a :class:`~invproto.data.hierarchy.ClassHierarchy`):
 
 * :class:`DistortionLoss` -- mean squared relative error between the
   prototypes' Euclidean distances, optimally rescaled, and ``D``: the paper's
@@ -27,9 +27,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from invproto.config.validation import ConfigError
-from invproto.hierarchy import ClassHierarchy, mean_cost
+from invproto.data.hierarchy import ClassHierarchy, mean_cost
 from invproto.models.metric_prototypes import HierarchicalInference, PrototypeOutput
-from invproto.models.prototype_model import prototype_distances
+from invproto.modules.distances import pairwise_distances
 
 DATA_TERMS = ("cross_entropy", "soft_labels", "hierarchical_cross_entropy")
 
@@ -68,7 +68,7 @@ class DistortionLoss(nn.Module):
 
     def forward(self, prototypes: torch.Tensor) -> torch.Tensor:
         """``(K, D)`` prototypes -> scalar distortion."""
-        ratio = _off_diagonal(prototype_distances(prototypes, prototypes, "euclidean")) / _off_diagonal(self.cost)
+        ratio = _off_diagonal(pairwise_distances(prototypes, prototypes, "euclidean")) / _off_diagonal(self.cost)
         scale = ratio.sum() / ratio.square().sum() if self.scale_free else 1.0
         return (scale * ratio - 1).square().mean()
 
@@ -98,7 +98,7 @@ class RankLoss(nn.Module):
 
     def forward(self, prototypes: torch.Tensor) -> torch.Tensor:
         """``(K, D)`` prototypes -> scalar mean logistic loss."""
-        d = prototype_distances(prototypes, prototypes, "euclidean")
+        d = pairwise_distances(prototypes, prototypes, "euclidean")
         i, j, k = self.triplets
         return F.softplus(-self.order * (d[i, j] - d[i, k])).mean()
 

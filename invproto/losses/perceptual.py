@@ -2,7 +2,7 @@
 
 LPIPS needs ImageNet VGG weights plus learned linear heads, neither of which
 can be had offline, so the feature network here is configurable: any invproto
-model whose ``encoder`` is a :class:`~invproto.models.layers.ConvEncoder`
+model whose ``encoder`` is a :class:`~invproto.modules.convnets.ConvEncoder`
 (the classifier, the autoencoder), loaded frozen from one of its
 checkpoints -- e.g. a classifier trained on the same dataset. The distance is
 LPIPS's unlearned form ("baseline" in Zhang et al. 2018): for every encoder

@@ -11,7 +11,7 @@ model's reduction), exact class-conditional log-likelihoods
   ``argmax`` of view 2's scores (no gradient through view 2), weighted by
   ``consistency_weight * min(1, step / consistency_rampup_steps)``;
 * ``diversity``: the mean Bhattacharyya coefficient between the components
-  of each class (:meth:`~invproto.models.gaussian_mixture.ClassGaussianMixtures.diversity_loss`),
+  of each class (:meth:`~invproto.modules.gaussian_mixture.ClassGaussianMixtures.diversity_loss`),
   weighted by ``diversity_weight``.
 
 ``loss = ce_weight * ce + nll_weight * nll + ramped consistency + diversity_weight * diversity``.

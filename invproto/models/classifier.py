@@ -12,7 +12,7 @@ import torch
 import torch.nn as nn
 
 from invproto.models.base import Model
-from invproto.models.layers import ConvEncoder
+from invproto.modules.convnets import ConvEncoder
 
 
 class Classifier(Model):

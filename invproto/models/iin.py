@@ -2,7 +2,7 @@
 
 :class:`IIN` maps an image to its first-stage code ``c`` (a classifier's
 64-d code, or an autoencoder posterior's mean) and that code through a
-:class:`~invproto.models.flow.VectorFlow` to ``z`` with ``z ~ N(0, I)`` as the
+:class:`~invproto.modules.flow.VectorFlow` to ``z`` with ``z ~ N(0, I)`` as the
 training target. :class:`FactorIIN` (dIIN) splits ``z`` into semantic
 factors, the last one being the residual.
 
@@ -30,10 +30,10 @@ import torch
 import torch.nn as nn
 from omegaconf import MISSING
 
-from invproto.config.instantiate import get_obj_from_str
 from invproto.config.run import abort_cleanly
+from invproto.config.targets import get_obj_from_str
 from invproto.models.base import Model, load_checkpoint
-from invproto.models.flow import FlowParams, VectorFlow
+from invproto.modules.flow import FlowParams, VectorFlow
 
 
 @dataclass

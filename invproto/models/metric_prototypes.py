@@ -42,11 +42,10 @@ from invproto.config import instantiate
 from invproto.config.run import abort_cleanly
 from invproto.config.schema import ComponentSpec
 from invproto.config.validation import ConfigError
-from invproto.hierarchy import ClassHierarchy, hierarchy_by_name
+from invproto.data.hierarchy import ClassHierarchy, hierarchy_by_name
 from invproto.models.base import Model
-from invproto.models.prototype_model import Explanation, PrototypeModel, prototype_distances
-
-DISTANCES = ("euclidean", "squared", "cosine")
+from invproto.models.prototype_model import Explanation, PrototypeModel
+from invproto.modules.distances import KINDS, pairwise_distances
 
 
 @dataclass
@@ -128,7 +127,7 @@ class NearestImages(nn.Module):
 
 def _default_backbone() -> ComponentSpec:
     """The classifier's encoder of ``configs/mnist_clf.yaml``: 28 px grayscale -> 64-d."""
-    return ComponentSpec(target="invproto.models.layers.ConvEncoder",
+    return ComponentSpec(target="invproto.modules.convnets.ConvEncoder",
                          params={"in_channels": 1, "in_size": 28, "n_down": 3, "base_channels": 64, "out_dim": 64})
 
 
@@ -154,8 +153,8 @@ class PrototypeClassifier(Model, PrototypeModel):
         super().__init__(config)
         p = self.params
         with abort_cleanly():
-            if p.distance not in DISTANCES:
-                raise ConfigError(f"model_params.distance must be one of {', '.join(DISTANCES)}, got {p.distance!r}")
+            if p.distance not in KINDS:
+                raise ConfigError(f"model_params.distance must be one of {', '.join(KINDS)}, got {p.distance!r}")
             if not p.temperature > 0:
                 raise ConfigError(f"model_params.temperature must be positive, got {p.temperature}")
             try:
@@ -183,7 +182,7 @@ class PrototypeClassifier(Model, PrototypeModel):
 
     def scores(self, z: torch.Tensor) -> torch.Tensor:
         """``(N, D)`` embeddings -> ``(N, P)`` ``-distance / temperature`` to every prototype."""
-        return -prototype_distances(z, self.prototypes(), self.params.distance) / self.params.temperature
+        return -pairwise_distances(z, self.prototypes(), self.params.distance) / self.params.temperature
 
     def classify(self, z: torch.Tensor, target: torch.Tensor | None = None) -> PrototypeOutput:
         """``(N, D)`` embeddings -> :class:`PrototypeOutput`; ``(N,)`` labels only matter to :class:`DeepNCM`."""

@@ -26,35 +26,22 @@ nearest patch). The bias-free **head** maps the ``(N, P)`` similarities to
 * ``proto``: no parameters; a class's logit is the sum of its prototypes'
   similarities (PixPNet's simplified head).
 
-**Push** (:func:`push_prototypes`) replaces every prototype by its nearest
+**Push** (:func:`invproto.iterators.part_prototype_push.push_prototypes`) replaces every prototype by its nearest
 latent patch among training images of its own class. Every cell of the
 distance map has an exact receptive field in the image
 (:mod:`invproto.interpret.receptive_field`, computed once at construction),
 so a pushed prototype records its source image and the box of pixels its
 patch sees; :meth:`PartPrototypeNet.prototype_images` shows both.
 
-**Backbones** (``model_params.backbone``):
-
-* ``vgg``: the stack ``features``, VGG style: an integer is a 3x3 convolution
-  (padding 1) with that many channels + BatchNorm + ReLU, ``"M"`` a 2x2
-  max-pool;
-* the name of a torchvision classification model (``vgg11_bn``, ``resnet18``,
-  ...), built with ``weights`` (``null``: random initialisation, no
-  download). Grayscale images are repeated to 3 channels; with ``weights``
-  they are normalised to the ImageNet statistics the weights expect.
-
-``cut`` is the dotted name of the last backbone layer kept (``features.20``,
-``layer2``; ``"5"`` in the ``vgg`` stack, whose layers are numbered); the
-backbone runs the model's children in order up to it, so the model's forward
-must be that sequence up to the cut (VGG, AlexNet, ResNet up to ``layer4``).
+The **backbone** (``model_params.backbone``: ``vgg`` or a torchvision model,
+``cut`` at a named layer) is built by :mod:`invproto.modules.backbones`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, List, Optional
+from typing import Any, List, Optional
 
-import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -63,98 +50,11 @@ from invproto.config.run import abort_cleanly
 from invproto.interpret.receptive_field import ReceptiveField, Window, layer_windows, pixel_heatmap, receptive_field
 from invproto.models.base import Model
 from invproto.models.prototype_model import Explanation, PrototypeModel
+from invproto.modules.backbones import IMAGENET_MEAN, IMAGENET_STD, build_backbone
+from invproto.modules.distances import PATCH_DISTANCES, SIMILARITIES, distance_to_similarity, patch_distances
 
-DISTANCES = ("l2", "cosine")
-SIMILARITIES = ("log", "linear")
 HEADS = ("linear", "sparse", "proto")
-DUPLICATE_FILTERS = ("sample", "none")
-IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 OUTSIDE_BRIGHTNESS = 0.35  # prototype_images: pixels outside the receptive-field box keep this share of brightness
-
-
-# --- backbone -------------------------------------------------------------------------------------
-
-def vgg_stack(in_channels: int, features: List[Any]) -> nn.Sequential:
-    """VGG-style layers: ``int`` -> Conv 3x3 (padding 1) + BatchNorm + ReLU, ``"M"`` -> MaxPool 2x2."""
-    layers: list[nn.Module] = []
-    channels = in_channels
-    for entry in features:
-        if entry == "M":
-            layers.append(nn.MaxPool2d(2))
-        elif isinstance(entry, int) and not isinstance(entry, bool) and entry > 0:
-            layers += [nn.Conv2d(channels, entry, 3, padding=1), nn.BatchNorm2d(entry), nn.ReLU(inplace=True)]
-            channels = entry
-        else:
-            raise SystemExit(f"invproto: model_params.features entries must be channel counts (positive int) "
-                             f"or 'M' (2x2 max-pool), got {entry!r}")
-    return nn.Sequential(*layers)
-
-
-def modules_until(module: nn.Module, cut: str) -> tuple[list[nn.Module], bool]:
-    """The children of ``module`` executed up to and including the one named ``cut`` (dotted), and whether it exists."""
-    kept: list[nn.Module] = []
-    for name, child in module.named_children():
-        if name == cut:
-            return kept + [child], True
-        if cut.startswith(name + "."):
-            inner, found = modules_until(child, cut[len(name) + 1:])
-            return kept + inner, found
-        kept.append(child)
-    return kept, False
-
-
-def truncate(module: nn.Module, cut: Optional[str]) -> nn.Sequential:
-    """``module``'s layers up to ``cut`` as one ``nn.Sequential`` (all of them when ``cut`` is null)."""
-    if cut is None:
-        return module if isinstance(module, nn.Sequential) else nn.Sequential(*module.children())
-    layers, found = modules_until(module, cut)
-    if not found:
-        names = [name for name, _ in module.named_modules() if name][:40]
-        raise SystemExit(f"invproto: model_params.cut '{cut}' is not a layer of the backbone; "
-                         f"layers are: {', '.join(names)}")
-    return nn.Sequential(*layers)
-
-
-def build_backbone(backbone: str, in_channels: int, features: List[Any], cut: Optional[str],
-                   weights: Optional[str]) -> nn.Sequential:
-    if backbone == "vgg":
-        return truncate(vgg_stack(in_channels, features), cut)
-    import torchvision
-
-    if backbone not in torchvision.models.list_models():
-        raise SystemExit(f"invproto: model_params.backbone must be 'vgg' or a torchvision model name "
-                         f"(e.g. vgg11_bn, resnet18), got '{backbone}'")
-    if cut is None:
-        raise SystemExit(f"invproto: model_params.cut is required for the torchvision backbone '{backbone}' "
-                         "(the last layer kept, e.g. features.20 or layer2)")
-    return truncate(torchvision.models.get_model(backbone, weights=weights), cut)
-
-
-# --- distances and similarities --------------------------------------------------------------------
-
-def patch_distances(z: torch.Tensor, prototypes: torch.Tensor, distance: str) -> torch.Tensor:
-    """``(N, D, Hf, Wf)`` latents, ``(P, D, K, K)`` prototypes -> ``(N, P, Hc, Wc)`` patch distances."""
-    n, _, height, width = z.shape
-    kernel = prototypes.shape[-1]
-    patches = F.unfold(z, kernel).transpose(1, 2)  # (N, L, D*K*K), L = Hc * Wc
-    flat = prototypes.flatten(1)  # (P, D*K*K)
-    if distance == "l2":
-        squared = patches.pow(2).sum(-1, keepdim=True) - 2 * patches @ flat.T + flat.pow(2).sum(-1)
-        result = squared.clamp(min=0)
-    elif distance == "cosine":
-        result = 1 - (F.normalize(patches, dim=-1) @ F.normalize(flat, dim=-1).T).clamp(-1, 1)
-    else:
-        raise ValueError(f"distance must be one of {', '.join(DISTANCES)}, got {distance!r}")
-    return result.transpose(1, 2).reshape(n, len(prototypes), height - kernel + 1, width - kernel + 1)
-
-
-def distance_to_similarity(distances: torch.Tensor, similarity: str, distance: str, epsilon: float) -> torch.Tensor:
-    """Patch distances -> similarities (``log`` or ``linear``, see the module docstring); same shape."""
-    if similarity == "log":
-        return torch.log1p(1 / (distances + epsilon))  # = log((d + 1) / (d + eps)) + O(eps), stable for d -> 0
-    if similarity == "linear":
-        return 1 - distances if distance == "cosine" else -distances
-    raise ValueError(f"similarity must be one of {', '.join(SIMILARITIES)}, got {similarity!r}")
 
 
 @dataclass
@@ -234,7 +134,8 @@ class PartPrototypeNet(Model, PrototypeModel):
 
     def _check_params(self) -> None:
         p = self.params
-        for key, value, allowed in [("distance", p.distance, DISTANCES), ("similarity", p.similarity, SIMILARITIES),
+        for key, value, allowed in [("distance", p.distance, PATCH_DISTANCES),
+                                    ("similarity", p.similarity, SIMILARITIES),
                                     ("head", p.head, HEADS)]:
             if value not in allowed:
                 raise SystemExit(f"invproto: model_params.{key} must be one of {', '.join(allowed)}, got {value!r}")
@@ -353,95 +254,3 @@ class PartPrototypeNet(Model, PrototypeModel):
         inside = ((x >= x0) & (x < x1) & (y >= y0) & (y < y1))[:, None]
         dimmed = (self.push_image + 1) * OUTSIDE_BRIGHTNESS - 1
         return torch.where(inside, self.push_image, dimmed)
-
-
-# --- the push search -------------------------------------------------------------------------------------
-
-PushBatch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # images (N, C, S, S), labels (N,), dataset indices (N,)
-
-
-class NearestPatchSearch:
-    """Per prototype, the ``depth`` nearest images of its class seen so far (streamed over batches).
-
-    Holds ``distance`` (P, depth) ascending (``inf`` = none yet), the dataset
-    index ``source`` and the flat ``patch`` index of each candidate's nearest
-    patch. One image per candidate: an image's best patch stands for it.
-    """
-
-    def __init__(self, n_prototypes: int, depth: int):
-        self.distance = torch.full((n_prototypes, depth), torch.inf)
-        self.source = torch.full((n_prototypes, depth), -1, dtype=torch.long)
-        self.patch = torch.full((n_prototypes, depth), -1, dtype=torch.long)
-
-    def add(self, output: PartPrototypeOutput, labels: torch.Tensor, sources: torch.Tensor,
-            prototype_class: torch.Tensor) -> None:
-        """Merge a batch: only images of a prototype's own class are candidates for it."""
-        own_class = labels[:, None].cpu() == prototype_class[None, :].cpu()  # (N, P)
-        distance = torch.where(own_class, output.min_distances.float().cpu(), torch.inf).T  # (P, N)
-        patch = output.nearest_patch.cpu().T
-        source = sources.cpu().long()[None, :].expand_as(patch)
-        distance, order = torch.cat([self.distance, distance], 1).topk(self.distance.shape[1], dim=1, largest=False)
-        self.distance = distance
-        self.source = torch.cat([self.source, source], 1).gather(1, order)
-        self.patch = torch.cat([self.patch, patch], 1).gather(1, order)
-
-    def assign(self, duplicate_filter: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``(source, patch, distance)`` per prototype; ``source`` -1 where its class had no image.
-
-        ``none``: every prototype takes its nearest image. ``sample``
-        (PixPNet's default): candidates are taken greedily in order of
-        increasing distance over all prototypes, skipping images already
-        taken, so no two prototypes share a source image. A prototype can only
-        lose images to the other prototypes of its class, so with ``depth``
-        at least the number of prototypes per class the greedy choice is the
-        same as over all images.
-        """
-        n_prototypes = self.distance.shape[0]
-        if duplicate_filter == "none":
-            return self.source[:, 0].clone(), self.patch[:, 0].clone(), self.distance[:, 0].clone()
-        if duplicate_filter != "sample":
-            raise ValueError(f"duplicate_filter must be one of {', '.join(DUPLICATE_FILTERS)}, "
-                             f"got {duplicate_filter!r}")
-        source = torch.full((n_prototypes,), -1, dtype=torch.long)
-        patch, distance = source.clone(), torch.full((n_prototypes,), torch.inf)
-        taken: set[int] = set()
-        flat = self.distance.flatten()
-        for index in flat.argsort(stable=True).tolist():
-            prototype, slot = divmod(index, self.distance.shape[1])
-            candidate = int(self.source[prototype, slot])
-            if not torch.isfinite(flat[index]):
-                break
-            if source[prototype] >= 0 or candidate in taken:
-                continue
-            taken.add(candidate)
-            source[prototype], patch[prototype] = candidate, self.patch[prototype, slot]
-            distance[prototype] = flat[index]
-        return source, patch, distance
-
-
-@torch.no_grad()
-def push_prototypes(model: PartPrototypeNet, batches: Iterable[PushBatch],
-                    fetch: Callable[[np.ndarray], torch.Tensor], duplicate_filter: str = "sample",
-                    move: bool = True) -> torch.Tensor:
-    """Push every prototype onto its nearest latent patch among ``batches`` of its own class (eval mode).
-
-    ``batches`` yields images, labels and dataset indices; ``fetch`` returns
-    the ``(n, C, S, S)`` images of given dataset indices (on the model's
-    device). With ``move=False`` only the nearest patches are recorded (see
-    :meth:`PartPrototypeNet.adopt_patches`). Prototypes whose class does not
-    occur stay as they are. Returns ``(P,)`` each prototype's distance to its
-    patch before the push (``inf`` where none).
-    """
-    was_training = model.training
-    model.eval()
-    depth = model.params.prototypes_per_class if duplicate_filter == "sample" else 1
-    search = NearestPatchSearch(model.n_prototypes, depth)
-    for images, labels, sources in batches:
-        search.add(model(images), labels, sources, model.prototype_class)
-    source, patch, distance = search.assign(duplicate_filter)
-    found = torch.nonzero(source >= 0).flatten()
-    if len(found):
-        images = fetch(source[found].numpy())
-        model.adopt_patches(found.to(images.device), images, patch[found], source[found], move)
-    model.train(was_training)
-    return distance

@@ -59,7 +59,8 @@ import torch.nn as nn
 from invproto.config.run import abort_cleanly
 from invproto.config.validation import ConfigError
 from invproto.models.base import Model
-from invproto.models.prototype_model import Explanation, PrototypeModel, prototype_distances
+from invproto.models.prototype_model import Explanation, PrototypeModel
+from invproto.modules.distances import pairwise_distances
 
 DECODERS = ("upconv", "deconv")
 
@@ -149,7 +150,7 @@ class ProtoDL(Model, PrototypeModel):
 
     def prototype_distances(self, latent: torch.Tensor) -> torch.Tensor:
         """``(N, L)`` latents -> ``(N, P)`` squared Euclidean distances to the prototypes, divided by ``L``."""
-        return prototype_distances(latent, self.prototypes, "squared") / self.latent_dim
+        return pairwise_distances(latent, self.prototypes, "squared") / self.latent_dim
 
     def forward(self, images: torch.Tensor) -> ProtoDLOutput:
         latent = self.encode(images)

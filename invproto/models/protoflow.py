@@ -2,7 +2,7 @@
 
 A :class:`PrototypeFlow` maps an image ``x`` to ``z`` (``(N, D)``) with a
 per-example log-determinant and scores ``z`` under a
-:class:`~invproto.models.gaussian_mixture.ClassGaussianMixtures` head: class
+:class:`~invproto.modules.gaussian_mixture.ClassGaussianMixtures` head: class
 ``c`` owns ``K = protos_per_class`` diagonal Gaussians, the *prototypes*. By the
 change of variables
 
@@ -18,7 +18,7 @@ their softmax.
 Two backbones share this base and the
 :class:`~invproto.iterators.protoflow.ProtoFlowIterator`:
 
-* :class:`LatentPrototypeFlow` (here): IIN's :class:`~invproto.models.flow.VectorFlow`
+* :class:`LatentPrototypeFlow` (here): IIN's :class:`~invproto.modules.flow.VectorFlow`
   on the code of a first-stage autoencoder, frozen or fine-tuned; its
   prototypes decode through the inverse flow and the autoencoder's decoder;
 * an image flow (multiscale, Glow-like) in its own module.
@@ -38,9 +38,9 @@ import torch.nn.functional as F
 
 from invproto.config.run import abort_cleanly
 from invproto.models.base import Model
-from invproto.models.gaussian_mixture import ClassGaussianMixtures
 from invproto.models.iin import IIN, first_stage_codes
 from invproto.models.prototype_model import Explanation, PrototypeModel
+from invproto.modules.gaussian_mixture import ClassGaussianMixtures
 
 REDUCTIONS = ("logsumexp", "max")
 

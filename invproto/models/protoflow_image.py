@@ -1,7 +1,7 @@
 """ProtoFlow on pixels: a multiscale image flow whose final latent holds the class mixtures.
 
 An image ``x`` is dequantized to ``v`` and mapped by a
-:class:`~invproto.models.image_flow.MultiscaleFlow` to its final latent ``z``
+:class:`~invproto.modules.image_flow.MultiscaleFlow` to its final latent ``z``
 (``(N, D)``) and the parts factored out on the way. Only ``z`` carries class
 information: each class's ``K`` Gaussian prototypes live on ``z``, the
 factored-out parts are ``N(0, I)`` for every class. So
@@ -9,7 +9,7 @@ factored-out parts are ``N(0, I)`` for every class. So
     log p(x | c) = log p_head(z | c) + log_det,
     log_det      = log|det dv/ds| + log|det d(z, factored)/dv| + log N(factored; 0, I),
 
-with ``s`` the pixel values on [0, 256) (see :class:`~invproto.models.image_flow.Dequantization`):
+with ``s`` the pixel values on [0, 256) (see :class:`~invproto.modules.image_flow.Dequantization`):
 ``-log2 p(x) / (C*H*W)`` with ``log p(x)`` the marginal under the uniform class
 prior is the standard 8-bit bits/dim. A prototype decodes through the inverse
 flow with the factored-out parts at their mean 0.
@@ -22,8 +22,8 @@ from dataclasses import dataclass
 import torch
 
 from invproto.config.run import abort_cleanly
-from invproto.models.image_flow import Dequantization, ImageFlowParams, MultiscaleFlow, standard_normal_log_prob
 from invproto.models.protoflow import PrototypeFlow
+from invproto.modules.image_flow import Dequantization, ImageFlowParams, MultiscaleFlow, standard_normal_log_prob
 
 
 class ImagePrototypeFlow(PrototypeFlow):

@@ -13,21 +13,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
-
-
-def prototype_distances(z: torch.Tensor, prototypes: torch.Tensor, kind: str) -> torch.Tensor:
-    """``(N, D)`` points, ``(P, D)`` prototypes -> ``(N, P)`` distances.
-
-    ``euclidean``: ``||z - p||``; ``squared``: ``||z - p||^2``; ``cosine``:
-    ``1 - cos(z, p)`` in [0, 2]. The Euclidean distance is computed from the
-    differences (not the matmul expansion), so it is exact and has a finite
-    gradient even where it is 0.
-    """
-    if kind == "cosine":
-        return 1 - F.normalize(z, dim=1) @ F.normalize(prototypes, dim=1).T
-    distance = torch.cdist(z, prototypes, compute_mode="donot_use_mm_for_euclid_dist")
-    return distance.square() if kind == "squared" else distance
 
 
 @dataclass

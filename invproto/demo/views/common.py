@@ -11,8 +11,8 @@ import torch
 
 from invproto.demo.images import pictures, uploaded_image, validation_example
 from invproto.demo.runs import Run
-from invproto.iterators.autoencoder import standard_normal
 from invproto.models.base import Model
+from invproto.pictures import standard_normal
 
 
 @dataclass

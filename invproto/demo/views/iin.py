@@ -10,8 +10,7 @@ from __future__ import annotations
 import streamlit as st
 import torch
 
-from invproto.demo.views.common import (ViewContext, choose_image, gaussian_samples, needs_decoder, needs_images,
-                                        show)
+from invproto.demo.views.common import ViewContext, choose_image, gaussian_samples, needs_decoder, needs_images, show
 
 
 def samples(ctx: ViewContext) -> None:

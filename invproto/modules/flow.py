@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
-from invproto.models.layers import ActNorm
+from invproto.modules.actnorm import ActNorm
 
 
 @dataclass

@@ -23,13 +23,13 @@ Pipeline of :class:`ImagePrototypeFlow <invproto.models.protoflow_image.ImagePro
   ``n_levels = 2`` (28 -> 14 -> 7; no padding, so every dimension is a
   pixel), 32 px images up to 5.
 * :class:`FlowStep` -- :class:`ActNormStep` (the shared data-dependent
-  :class:`~invproto.models.layers.ActNorm`), :class:`InvertibleConv1x1`
+  :class:`~invproto.modules.actnorm.ActNorm`), :class:`InvertibleConv1x1`
   (LU-parameterised), :class:`AffineCoupling2d` (soft-clamped
   log-scale, zero-initialised output so every coupling starts as the identity).
 
 Every step maps ``x -> (y, log|det dy/dx| (N,))`` in nats and has an exact
 ``inverse``; the steps of a level are an
-:class:`~invproto.models.flow.InvertibleSequence`.
+:class:`~invproto.modules.flow.InvertibleSequence`.
 
 Own code rather than a flow library: ``normflows``' ``MultiscaleFlow`` gives
 every level its own (class-conditional) base distribution and runs its
@@ -48,9 +48,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from invproto.models.flow import InvertibleSequence
-from invproto.models.gaussian_mixture import LOG_TWO_PI
-from invproto.models.layers import ActNorm
+from invproto.modules.actnorm import ActNorm
+from invproto.modules.flow import InvertibleSequence
+from invproto.modules.gaussian_mixture import LOG_TWO_PI
 
 BINS = 256  # 8-bit pixels: the density is on [0, 256)^D
 SCALE_CLAMP = 3.0  # bound of a coupling's log-scale: each coupling scales by exp(-3)..exp(3) at most

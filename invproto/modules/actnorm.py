@@ -1,4 +1,4 @@
-"""Small building blocks shared by the models."""
+"""Activation normalisation (Glow): a per-channel affine layer initialised from the first batch."""
 
 from __future__ import annotations
 
@@ -58,31 +58,3 @@ class ActNorm(nn.Module):
         """log|det dy/dx| per example, shape ``(N,)``."""
         spatial = x[0, 0].numel()
         return (self.log_scale.sum() * spatial).expand(x.shape[0])
-
-
-class ConvEncoder(nn.Module):
-    """Strided 4x4 convolutions down to a vector, after the IIN reference.
-
-    ``n_down`` blocks of [Conv 4x4 stride 2, ActNorm, LeakyReLU(0.2)] with
-    ``base_channels * 2**i`` channels take ``(N, C, S, S)`` to
-    ``(N, base_channels * 2**(n_down-1), s, s)`` with ``s = S // 2**n_down``;
-    a final convolution with kernel ``s`` maps that to ``(N, out_dim)``.
-    """
-
-    def __init__(self, in_channels: int, in_size: int, n_down: int, base_channels: int, out_dim: int):
-        super().__init__()
-        layers: list[nn.Module] = []
-        channels, size = in_channels, in_size
-        for i in range(n_down):
-            out_channels = base_channels * 2 ** i
-            layers += [nn.Conv2d(channels, out_channels, 4, stride=2, padding=1),
-                       ActNorm(out_channels), nn.LeakyReLU(0.2)]
-            channels, size = out_channels, size // 2
-        if size < 1:
-            raise ValueError(f"in_size {in_size} is too small for n_down={n_down}")
-        layers.append(nn.Conv2d(channels, out_dim, kernel_size=size))
-        self.net = nn.Sequential(*layers)
-        self.bottleneck_size = size
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x).flatten(1)
