@@ -2,7 +2,7 @@
 
 Layers, bottom to top (a module may import its own layer and the ones below):
 
-0. foundations: ``config``, ``io``, ``artifacts``, ``pictures``, ``fid``, ``distributed``
+0. foundations: ``errors``, ``config``, ``io``, ``artifacts``, ``pictures``, ``fid``, ``distributed``
 1. ``data``
 2. ``modules`` (building blocks) and ``interpret``
 3. ``models``
@@ -24,7 +24,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "invproto"
 LAYERS = [
-    {"invproto", "config", "io", "artifacts", "pictures", "fid", "distributed"},
+    {"invproto", "errors", "config", "io", "artifacts", "pictures", "fid", "distributed"},
     {"data"},
     {"modules", "interpret"},
     {"models"},
