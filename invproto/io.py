@@ -8,6 +8,11 @@ file -- a save and a signal handler's save, say -- cannot clobber each other's
 temporary file, and checkpoint discovery never picks one; it is removed when
 the write fails.
 
+A full disk (``ENOSPC``, or ``EDQUOT`` for a quota) stops a write with one
+:class:`DiskFullError` line naming the file, about how much it needed, what
+was kept (the previous file is never replaced by a partial one) and how to go
+on; the temporary file is removed.
+
 :func:`latest_checkpoint` is the checkpoint with the highest step, not the
 newest file: a run copied with ``cp -r`` (new modification times in any
 order) resumes where it stopped.
@@ -15,33 +20,93 @@ order) resumes where it stopped.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
 
+from invproto.errors import RunError
+
 CHECKPOINT_NAME = re.compile(r"^(?P<name>.+)-(?P<step>\d+)\.ckpt$")  # edflow's <model>-<step>.ckpt
+DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[Path], Any]) -> Path:
-    """Call ``write(tmp_path)`` and move the result to ``path`` atomically."""
+class DiskFullError(RunError):
+    """A write that found no space left on its device; nothing that was there before was replaced."""
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[Path], Any], size_hint: int | None = None) -> Path:
+    """Call ``write(tmp_path)`` and move the result to ``path`` atomically.
+
+    ``size_hint`` (bytes, an estimate) only feeds the message of a :class:`DiskFullError`.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
-    tmp = Path(name)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(handle)
+        tmp = Path(name)
         write(tmp)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         _pause_for_fault_injection(path)
         os.replace(tmp, path)
+    except Exception as error:
+        if not _is_disk_full(error):
+            raise
+        raise disk_full(path, size_hint, tmp) from None
     finally:
-        tmp.unlink(missing_ok=True)
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
     return path
+
+
+def _is_disk_full(error: BaseException | None) -> bool:
+    """``ENOSPC`` / ``EDQUOT``, also as the cause or context of another error (torch wraps it in a RuntimeError)."""
+    seen = 0
+    while error is not None and seen < 8:
+        if isinstance(error, OSError) and error.errno in DISK_FULL:
+            return True
+        error, seen = error.__cause__ or error.__context__, seen + 1
+    return False
+
+
+def disk_full(path: Path, size_hint: int | None, tmp: Path | None) -> DiskFullError:
+    """The one line for a write of ``path`` that ran out of space (see the module doc)."""
+    written = tmp.stat().st_size if tmp is not None and tmp.exists() else 0
+    if size_hint:
+        size = f"{'about ' if size_hint >= 50_000 else ''}{_megabytes(size_hint)} needed"
+    else:
+        size = f"{_megabytes(written)} written when it ran out"
+    if path.is_file():
+        kept = f"kept: the previous {path.name}, unchanged"
+    elif checkpoint_step(path) is not None and latest_checkpoint(path.parent) is not None:
+        kept = f"kept: the last checkpoint {latest_checkpoint(path.parent)}; nothing was replaced"
+    else:
+        kept = "kept: everything as it was; nothing was replaced"
+    return DiskFullError(f"no space left on device writing {path} ({size}); {kept}; "
+                         f"free space and resume with edflow -p {run_directory(path)} -t")
+
+
+def _megabytes(n_bytes: int) -> str:
+    return f"{n_bytes / 1e6:.1f} MB" if n_bytes >= 50_000 else "<0.1 MB"
+
+
+def run_directory(path: Path) -> str:
+    """The edflow run directory ``path`` lies in: the process's run if it holds ``path``, else the
+    nearest folder above ``path`` with a ``configs/`` folder; ``<run>`` if there is none."""
+    custom_logging = sys.modules.get("edflow.custom_logging")  # never imported here: edflow is slow to import
+    run = getattr(custom_logging, "run", None)
+    absolute = path.resolve()
+    if getattr(run, "exists", False) and Path(run.root).resolve() in absolute.parents:
+        return str(run.root)
+    return next((str(folder) for folder in path.parents if (folder / "configs").is_dir()), "<run>")
 
 
 def _pause_for_fault_injection(path: Path) -> None:
@@ -52,7 +117,6 @@ def _pause_for_fault_injection(path: Path) -> None:
     """
     seconds = os.environ.get("INVPROTO_PAUSE_IN_WRITE")
     if seconds and path.suffix == ".ckpt":
-        import sys
         import time
 
         print(f"invproto: pausing in the write of {path}", file=sys.stderr, flush=True)
@@ -79,11 +143,29 @@ def latest_checkpoint(directory: str | os.PathLike, filter_cond: Callable[[str],
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    return atomic_write(path, lambda tmp: tmp.write_text(text))
+    data = text.encode()
+    return atomic_write(path, lambda tmp: tmp.write_bytes(data), size_hint=len(data))
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
-    return atomic_write(path, lambda tmp: torch.save(obj, tmp))
+    def save(tmp: Path) -> None:
+        # Through a Python file: a full disk then raises OSError(ENOSPC); torch's own writer
+        # (torch.save to a path) reports it as an opaque RuntimeError.
+        with open(tmp, "wb") as file:
+            torch.save(obj, file)
+
+    return atomic_write(path, save, size_hint=tensor_bytes(obj))
+
+
+def tensor_bytes(obj: Any) -> int:
+    """Bytes of the tensors in ``obj`` (nested dicts, lists, tuples): about a checkpoint's size."""
+    if isinstance(obj, torch.Tensor):
+        return obj.numel() * obj.element_size()
+    if isinstance(obj, dict):
+        return sum(tensor_bytes(value) for value in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(tensor_bytes(value) for value in obj)
+    return 0
 
 
 def save_grid(images: torch.Tensor, path: str | os.PathLike, nrow: int) -> Path:
@@ -91,4 +173,5 @@ def save_grid(images: torch.Tensor, path: str | os.PathLike, nrow: int) -> Path:
     import torchvision
 
     return atomic_write(path, lambda tmp: torchvision.utils.save_image((images.float().cpu() + 1) / 2, tmp,
-                                                                       nrow=nrow, padding=1, format="png"))
+                                                                       nrow=nrow, padding=1, format="png"),
+                        size_hint=images.numel())  # uint8 pixels: PNG's upper bound, about

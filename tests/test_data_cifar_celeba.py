@@ -22,6 +22,7 @@ from invproto.data import (
     FactorCelebATrain,
 )
 from invproto.data.root import CorruptDataError, DataNotFoundError
+from invproto.errors import ConfigError
 
 # --------------------------------------------------------------------------- CIFAR-10
 
@@ -243,5 +244,5 @@ def test_factor_celeba_pairs_share_the_chosen_attribute(celeba, make_config):
 
 def test_factor_celeba_unknown_attribute_is_reported(celeba, make_config):
     root, _ = celeba
-    with pytest.raises(SystemExit, match="Eyeglases"):
+    with pytest.raises(ConfigError, match="Eyeglases"):
         FactorCelebATrain(celeba_config(make_config, root, factor=True, attributes=["Eyeglases"]))

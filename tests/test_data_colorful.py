@@ -17,6 +17,7 @@ from invproto.data import (
     SingleColorfulMNISTTest,
     SingleColorfulMNISTTrain,
 )
+from invproto.errors import ConfigError
 
 
 def config_for(make_config, shared_data, family="MNIST32", **params):
@@ -63,7 +64,7 @@ def test_dequantization_noise_only_on_the_training_split(mode, make_config, shar
 
 
 def test_unknown_dequantization_mode_is_reported(make_config, shared_data):
-    with pytest.raises(SystemExit, match="dequantization"):
+    with pytest.raises(ConfigError, match="dequantization"):
         MNIST32Train(config_for(make_config, shared_data, dequantization="gaussian"))
 
 

@@ -14,6 +14,7 @@ from invproto.data import (
     SpritesValidation,
 )
 from invproto.data.synthetic import PALETTE, POSITION_RANGE, SCALE_RANGE, SHAPES
+from invproto.errors import ConfigError
 
 SMALL = {"n_train": 400, "n_validation": 100, "n_test": 100, "size": 32}
 
@@ -123,10 +124,10 @@ def test_evaluation_pairs_are_fixed_training_pairs_are_redrawn(make_config):
 
 
 def test_unknown_pair_factor_is_reported(make_config):
-    with pytest.raises(SystemExit, match="pair_factors"):
+    with pytest.raises(ConfigError, match="pair_factors"):
         SpritesPairsTest(sprites_config(make_config, pairs=True, pair_factors=["shape", "hue"]))
 
 
 def test_unknown_dataset_param_names_the_nearest_key(make_config):
-    with pytest.raises(SystemExit, match="n_train"):
+    with pytest.raises(ConfigError, match="n_train"):
         SpritesTrain(sprites_config(make_config, n_trian=10))

@@ -22,7 +22,8 @@ import numpy as np
 from edflow.data.dataset_mixin import DatasetMixin
 
 from invproto.config.run import data_params, prepare_run
-from invproto.data.root import data_root
+from invproto.data.checks import CheckedDataset
+from invproto.data.root import check_root, data_root
 from invproto.data.splits import SPLITS, split_indices
 
 
@@ -43,12 +44,13 @@ class LabelledImages:
         return LabelledImages(self.images[indices], self.labels[indices])
 
 
-class ImageDataset(DatasetMixin):
+class ImageDataset(DatasetMixin, metaclass=CheckedDataset):
     """An in-memory labelled image dataset, one split of it.
 
     Subclasses set ``split`` ("train", "validation" or "test"), ``class_names``
     and implement :meth:`load`. The selected arrays are ``self.arrays`` (not
     ``self.data``: edflow's DatasetMixin delegates to an attribute of that name).
+    Once built, a dataset is checked against the run's model (:mod:`invproto.data.checks`).
     """
 
     split: ClassVar[str]
@@ -59,7 +61,7 @@ class ImageDataset(DatasetMixin):
         if self.split not in SPLITS:
             raise ValueError(f"{type(self).__name__}.split must be one of {SPLITS}")
         params = data_params(config)
-        self.arrays = self._select_split(data_root(config), params.validation_size,
+        self.arrays = self._select_split(check_root(data_root(config)), params.validation_size,
                                        params.split_seed, params.download)
         self.labels = {"class": self.arrays.labels}
 

@@ -74,13 +74,21 @@ class ArrayBatches:
         self.orders = EpochOrders(len(dataset), batch_size, shuffle, shared_seed() if seed is None else seed, shard)
         self.epoch = 0
         self._epochs_drawn = 0
+        self._skip_at_next_reset = 0
         self.reset()
 
     def reset(self) -> None:
         self._order = self.orders(self._epochs_drawn)
         self._epochs_drawn += 1
-        self._position = 0
+        self._position = min(self._skip_at_next_reset, len(self._order))
+        self._skip_at_next_reset = 0
         self.is_new_epoch = False
+
+    def resume_at(self, draw: int, skip: int) -> None:
+        """Make the next :meth:`reset` draw order number ``draw`` (key ``(draw,)``) and start ``skip`` examples
+        into it, so that a resumed run sees the batches an uninterrupted one would (then as usual)."""
+        self._epochs_drawn = draw
+        self._skip_at_next_reset = skip
 
     def __len__(self) -> int:
         return math.ceil(len(self._order) / self.batch_size)

@@ -35,10 +35,12 @@ from edflow.data.dataset_mixin import DatasetMixin
 from PIL import Image, UnidentifiedImageError
 
 from invproto.config.run import component_params, data_params, prepare_run
+from invproto.data.checks import CheckedDataset
 from invproto.data.pairs import FactorPairs
-from invproto.data.root import CorruptDataError, DataNotFoundError, data_root, missing_files_message
+from invproto.data.root import CorruptDataError, DataNotFoundError, check_root, data_root, missing_files_message
 from invproto.data.splits import SPLITS
 from invproto.data.transforms import DequantizationParams, center_crop_resize, check_dequantization, dequantize
+from invproto.errors import ConfigError
 
 FOLDER = "celeba"
 IMAGES = "img_align_celeba"
@@ -133,7 +135,7 @@ def _download(root: Path) -> None:
         print(f"invproto: downloading CelebA into {root} failed: {error}")
 
 
-class CelebA(DatasetMixin):
+class CelebA(DatasetMixin, metaclass=CheckedDataset):
     """One official split of CelebA at ``size`` x ``size``, decoded per example."""
 
     Params: ClassVar[type] = DequantizationParams
@@ -144,7 +146,7 @@ class CelebA(DatasetMixin):
         prepare_run(config)
         self.params = component_params(config, "dataset_params", type(self))
         self.dequantization = check_dequantization(self.params.dequantization) if self.split == "train" else "off"
-        folder = _find_files(data_root(config), data_params(config).download)
+        folder = _find_files(check_root(data_root(config)), data_params(config).download)
         index = load_index(folder.resolve())
         members = index.partition == SPLITS.index(self.split)
         self.files = [folder / IMAGES / name for name in index.names[members]]
@@ -188,8 +190,8 @@ class FactorCelebA(FactorPairs, CelebA):
         super().__init__(config)
         unknown = [a for a in self.params.attributes if a not in self.attribute_names]
         if unknown or not self.params.attributes:
-            raise SystemExit(f"invproto: dataset_params.attributes must name CelebA attributes; "
-                             f"unknown: {unknown}; valid: {', '.join(self.attribute_names)}")
+            raise ConfigError(f"invproto: dataset_params.attributes must name CelebA attributes; "
+                              f"unknown: {unknown}; valid: {', '.join(self.attribute_names)}")
         self.factor_names = tuple(self.params.attributes)
         self.factor_columns = [self.attribute_names.index(a) for a in self.factor_names]
         self.members = [[np.flatnonzero(self.labels["attributes"][:, column] == value) for value in (0, 1)]

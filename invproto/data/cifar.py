@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from invproto.data.base import LabelledImages
-from invproto.data.root import CorruptDataError, DataNotFoundError, missing_files_message
+from invproto.data.root import CorruptDataError, DataNotFoundError, missing_files_message, unreadable
 from invproto.data.transforms import Dequantized
 
 FOLDER = "cifar-10-batches-py"
@@ -47,7 +47,11 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
 def read_batch(path: Path) -> LabelledImages:
     """One CIFAR-10 batch file -> uint8 ``(n, 32, 32, 3)`` images and int64 labels."""
     try:
-        with open(path, "rb") as file:
+        file = open(path, "rb")
+    except OSError as error:  # permissions, a folder of that name, I/O: not the file's content
+        raise unreadable(error, "CIFAR-10") from None
+    try:
+        with file:
             batch = _NumpyOnlyUnpickler(file, encoding="bytes").load()
         data = np.asarray(batch[b"data"])
         labels = np.asarray(batch[b"labels"], dtype=np.int64)

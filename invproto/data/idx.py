@@ -3,7 +3,8 @@
 An IDX file is a big-endian header -- two zero bytes, a dtype code, the number
 of dimensions ``d`` -- followed by ``d`` uint32 sizes and the raw data. We
 only need dtype code 0x08 (uint8). Every inconsistency raises
-:class:`~invproto.data.root.CorruptDataError` naming the file.
+:class:`~invproto.data.root.CorruptDataError` naming the file; a file that cannot be
+read at all (permissions, I/O) raises :class:`~invproto.data.root.UnreadableDataError`.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from invproto.data.root import CorruptDataError
+from invproto.data.root import CorruptDataError, unreadable
 
 _UINT8 = 0x08
 
@@ -26,9 +27,13 @@ def read_idx(path: Path, expected_count: int | None = None) -> np.ndarray:
     """
     path = Path(path)
     try:
-        raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
-    except (OSError, EOFError, zlib.error) as error:
-        raise CorruptDataError(f"invproto: cannot read {path}: {error}; delete it and download it again")
+        raw = path.read_bytes()
+    except OSError as error:  # permissions, a folder of that name, I/O: not the file's content
+        raise unreadable(error) from None
+    try:
+        raw = gzip.decompress(raw) if path.suffix == ".gz" else raw
+    except (OSError, EOFError, zlib.error) as error:  # gzip.BadGzipFile is an OSError
+        raise CorruptDataError(f"invproto: cannot read {path}: {error}; delete it and download it again") from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != _UINT8:
         raise CorruptDataError(f"invproto: {path} is not an IDX uint8 file (bad magic number "
                                f"{raw[:4].hex()}); delete it and download it again")

@@ -45,6 +45,7 @@ from invproto.data.base import ImageDataset, LabelledImages
 from invproto.data.pairs import FactorPairs
 from invproto.data.splits import SPLITS
 from invproto.data.transforms import to_signed
+from invproto.errors import ConfigError
 
 SHAPES = ("square", "circle", "triangle", "cross", "diamond")
 PALETTE = np.array([[230, 25, 75], [60, 180, 75], [255, 225, 25],
@@ -218,8 +219,8 @@ class SpritesPairs(FactorPairs, Sprites):
         super().__init__(config)
         unknown = set(self.params.pair_factors) - set(PAIR_FACTORS)
         if unknown or not self.params.pair_factors:
-            raise SystemExit(f"invproto: dataset_params.pair_factors must be a non-empty list of "
-                             f"{', '.join(PAIR_FACTORS)}; got {list(self.params.pair_factors)}")
+            raise ConfigError(f"invproto: dataset_params.pair_factors must be a non-empty list of "
+                              f"{', '.join(PAIR_FACTORS)}; got {list(self.params.pair_factors)}")
         self.factor_names = tuple(self.params.pair_factors)
 
     def pair(self, i: int, factor: int, rng: np.random.Generator) -> tuple[dict, dict]:

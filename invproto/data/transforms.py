@@ -22,6 +22,7 @@ from PIL import Image
 
 from invproto.config.run import component_params
 from invproto.data.base import ImageDataset, LabelledImages
+from invproto.errors import ConfigError
 
 DEQUANTIZATION_MODES = ("off", "pixel", "image")
 
@@ -82,8 +83,8 @@ class DequantizationParams:
 
 def check_dequantization(mode: str) -> str:
     if mode not in DEQUANTIZATION_MODES:
-        raise SystemExit(f"invproto: dataset_params.dequantization must be one of "
-                         f"{', '.join(DEQUANTIZATION_MODES)}, got {mode!r}")
+        raise ConfigError(f"invproto: dataset_params.dequantization must be one of "
+                          f"{', '.join(DEQUANTIZATION_MODES)}, got {mode!r}")
     return mode
 
 
