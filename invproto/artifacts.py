@@ -8,7 +8,9 @@
 * ``metrics.csv`` -- one row per logged step (train/validation scalars) or
   evaluation, one column per metric.
 
-All files are rewritten atomically; a resumed run appends to what exists.
+All files are rewritten atomically; a resumed run appends to what exists,
+after dropping the rows its resumed steps will write again
+(:meth:`RunArtifacts.drop_metrics_after`), so no step appears twice.
 """
 
 from __future__ import annotations
@@ -77,3 +79,34 @@ class RunArtifacts:
         writer.writeheader()
         writer.writerows(rows)
         atomic_write_text(self.metrics_path, buffer.getvalue())
+
+    def drop_metrics_after(self, step: int) -> int:
+        """Before training resumes from the checkpoint of ``step``: drop the rows the resumed run writes again.
+
+        The checkpoint of ``step`` holds the state after ``step`` optimizer
+        steps; the resumed run's first step is ``step`` and logs as ``step``.
+        So rows of later steps go, and the rows of ``step`` itself except the
+        evaluations of that restored state (``epoch_end``, ``evaluation``).
+        Returns the number of rows dropped; the file is rewritten atomically.
+        """
+        if not self.metrics_path.is_file():
+            return 0
+        with open(self.metrics_path, newline="") as f:
+            reader = csv.DictReader(f)
+            columns, rows = reader.fieldnames or [], list(reader)
+
+        def kept(row: Mapping[str, str]) -> bool:
+            try:
+                row_step = int(float(row.get("step") or 0))
+            except ValueError:
+                return True
+            return row_step < step or (row_step == step and row.get("phase") in ("epoch_end", "evaluation"))
+
+        remaining = [row for row in rows if kept(row)]
+        if len(remaining) < len(rows):
+            buffer = io.StringIO()
+            writer = csv.DictWriter(buffer, fieldnames=columns)
+            writer.writeheader()
+            writer.writerows(remaining)
+            atomic_write_text(self.metrics_path, buffer.getvalue())
+        return len(rows) - len(remaining)

@@ -1,5 +1,9 @@
-"""SIGKILL between checkpoints, then resume: training continues from the last checkpoint."""
+"""SIGKILL between checkpoints, then resume: training continues from the last checkpoint.
 
+(Bit-identical weights after kill + resume, the trainer lock, new hyperparameters on resume and
+NaN recovery: tests/test_lifecycle.py.)"""
+
+import csv
 import re
 
 import pytest
@@ -41,6 +45,10 @@ def test_sigkill_then_resume_continues_from_last_checkpoint(tmp_path):
     scores = yaml.safe_load((run / "results" / "scores.yaml").read_text())
     assert scores["final"]["step"] == target
     assert len(runner.runs("killed")) == 1, "resuming must not create a second run directory"
+    assert f"took over the lock of process {process.pid}" in result.stderr  # kill -9 left it behind
+    assert not (run / "trainer.lock").exists()
+    rows = [(row["step"], row["phase"]) for row in csv.DictReader(open(run / "metrics.csv", newline=""))]
+    assert len(rows) == len(set(rows)), "a step logged twice in metrics.csv"
 
 
 def test_interrupted_checkpoint_write_leaves_previous_file_intact(tmp_path, monkeypatch):
@@ -48,8 +56,7 @@ def test_interrupted_checkpoint_write_leaves_previous_file_intact(tmp_path, monk
     atomic_torch_save({"step": 10}, path)
 
     def crash_midway(obj, target):
-        with open(target, "wb") as f:
-            f.write(b"half a checkpo")
+        target.write(b"half a checkpo")  # atomic_torch_save hands torch.save the open temporary file
         raise KeyboardInterrupt("killed while writing")
 
     monkeypatch.setattr(torch, "save", crash_midway)

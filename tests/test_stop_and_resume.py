@@ -16,7 +16,8 @@ from edflow_runner import EDFLOW, QUICK, EdflowRunner
 
 from invproto.io import latest_checkpoint
 
-TRAIN = ["-b", "configs/mnist_clf.yaml", "-t", *QUICK, "--data/validation_size", "64"]
+TRAIN = ["-b", "configs/mnist_clf.yaml", "-t",
+         *[("64" if key == "--data/validation_size" else value) for key, value in zip(["", *QUICK], QUICK)]]
 
 
 def checkpoints(run: Path) -> list[Path]:
@@ -54,12 +55,16 @@ def test_sigterm_during_a_checkpoint_write_keeps_every_checkpoint_whole(tmp_path
     assert paused.is_file() and loads(paused)
     assert all(loads(path) for path in checkpoints(run))
     assert not list((run / "train" / "checkpoints").glob(".*"))  # no temporary file left behind
-    step = int(stopped[0].split("after step ")[1].split(";")[0])
-    assert latest_checkpoint(run / "train" / "checkpoints") == str(paused) and paused.name == f"model-{step}.ckpt"
+    # the paused write was edflow's checkpoint of step g (before its optimizer step); the stop saves after it
+    done = int(stopped[0].split("after ")[1].split(" steps;")[0])
+    latest = run / "train" / "checkpoints" / f"model-{done}.ckpt"
+    assert paused.name == f"model-{done - 1}.ckpt"
+    assert f"its state is in {latest.relative_to(runner.workdir)};" in stopped[0]
+    assert latest_checkpoint(run / "train" / "checkpoints") == str(latest)
 
-    resumed = runner("-p", str(run), "-t", "--num_steps", str(step + 3))
+    resumed = runner("-p", str(run), "-t", "--num_steps", str(done + 3))
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert f"Restored model from {paused}" in resumed.stdout + resumed.stderr
+    assert f"Restored model from {latest}" in resumed.stdout + resumed.stderr
 
 
 @pytest.mark.slow

@@ -7,7 +7,9 @@ What it does for all models, so that subclasses only write the maths:
 * builds the optimizer and LR schedule from the ``optimizer`` section,
 * saves/restores model + optimizer + schedule (+ step, via edflow) with atomic
   writes, and refuses checkpoints written by another model,
-* stops with a one-line message on a non-finite loss, and never saves the state it produced,
+* stops with one line on a non-finite loss or weight, never saving that state; resumes from the last
+  finite checkpoint (:mod:`~invproto.iterators.nan_recovery`) with this call's hyperparameters
+  (:mod:`~invproto.iterators.resume_overrides`); holds ``<run>/trainer.lock`` (:mod:`~invproto.iterators.run_lock`),
 * stops on SIGINT/SIGTERM between two steps, the last one saved, with status 128 + signal
   (:mod:`invproto.iterators.stop_signals`),
 * runs the step as the ``performance`` section asks (mixed precision,
@@ -51,10 +53,14 @@ from invproto.config import instantiate
 from invproto.config.run import abort_cleanly, prepare_run
 from invproto.config.schema import OptimizerParams, PerformanceParams
 from invproto.io import atomic_torch_save
+from invproto.iterators.data_position import continue_data_order
 from invproto.iterators.ddp import average_gradients_before_step, replicate
 from invproto.iterators.hooks import ModelInfoHook, StopOnSignalHook
+from invproto.iterators.nan_recovery import all_finite, divergence_message, resume_checkpoint
 from invproto.iterators.optimization import build_optimizer, build_schedule
 from invproto.iterators.performance import StepTimer, autocast, check_precision, compiled, grad_scaler, memory_format
+from invproto.iterators.resume_overrides import keep_configured_hyperparameters
+from invproto.iterators.run_lock import hold_run_lock
 from invproto.iterators.stop_signals import StopSignals
 from invproto.models.base import load_checkpoint
 
@@ -66,6 +72,7 @@ class Iterator(TemplateIterator):
     def __init__(self, config, root, model, *args, **kwargs):
         self.settings = prepare_run(config)
         distributed.setup()
+        self.run_lock = None if config.get("test_mode", False) else hold_run_lock(run.root)
         if not distributed.is_main_process():
             for integration in (config.get("integrations") or {}).values():
                 integration["active"] = False  # one wandb run: rank 0's
@@ -76,7 +83,7 @@ class Iterator(TemplateIterator):
         self.model = model.to(self.device, memory_format=memory_format(self.performance))
         self.params = self.Params(**(self.settings.iterator_params or {})) if self.Params is not None else None
         self.build_components()
-        optimizer_params = OptimizerParams(**self.settings.optimizer)
+        self.optimizer_params = optimizer_params = OptimizerParams(**self.settings.optimizer)
         self.optimizer = build_optimizer(self.parameter_groups(), optimizer_params)
         self.schedule = build_schedule(self.optimizer, int(config.get("num_steps") or 1), optimizer_params)
         self.grad_clip_norm = optimizer_params.grad_clip_norm
@@ -255,10 +262,7 @@ class Iterator(TemplateIterator):
         """
         first = int(self._first_nonfinite_step)
         if first >= 0:
-            raise SystemExit(
-                f"invproto: loss is not finite at step {first}; lower optimizer.lr "
-                f"(now {self.schedule.get_last_lr()[0]:g}) or set optimizer.grad_clip_norm, then resume "
-                f"from the last checkpoint in {run.checkpoints} (it is intact)")
+            raise divergence_message("the loss", first, run.root, self.optimizer_params.lr)
 
     # --- checkpoints -------------------------------------------------------
     def checkpoint_state(self) -> dict:
@@ -287,6 +291,8 @@ class Iterator(TemplateIterator):
     def save(self, checkpoint_path: str) -> None:
         """Write the checkpoint -- on rank 0 only: every rank holds the same state. A diverged state is never saved."""
         self.stop_if_diverged()
+        if not all_finite(self.model.parameters()):
+            raise divergence_message("a weight", self.get_global_step(), run.root, self.optimizer_params.lr)
         if distributed.is_main_process():
             atomic_torch_save(self.checkpoint_state(), checkpoint_path)
 
@@ -294,7 +300,16 @@ class Iterator(TemplateIterator):
         state = load_checkpoint(checkpoint_path, self.model, "checkpoint",
                                 "evaluate it with the config it was trained with (edflow -p <run>) "
                                 "or pass a matching checkpoint with -c", map_location=self.device)
-        self.load_checkpoint_state(state)
+        with keep_configured_hyperparameters(self):  # e.g. edflow -p <run> -t --optimizer/lr 1e-4
+            self.load_checkpoint_state(state)
+
+    def initialize(self, checkpoint_path=None):
+        """edflow's restore; training resumes from the last finite checkpoint, ``metrics.csv`` cut back to its step."""
+        if self.config.get("test_mode", False):
+            return super().initialize(checkpoint_path)
+        super().initialize(resume_checkpoint(checkpoint_path))
+        if checkpoint_path is not None and distributed.is_main_process():
+            self.artifacts.drop_metrics_after(self.get_global_step())
 
     def _save_final_checkpoint(self) -> None:
         """edflow saves at multiples of ``ckpt_freq`` only (when it is set): keep the last state too."""
@@ -321,6 +336,8 @@ class Iterator(TemplateIterator):
         }
 
     def iterate(self, batches):
+        if not self.config.get("test_mode", False):  # resumed: the batches an uninterrupted run would see
+            continue_data_order(batches["train"], self.get_global_step())
         try:
             super().iterate(batches)
             if not self.config.get("test_mode", False):

@@ -10,7 +10,16 @@ from edflow.hooks.hook import Hook
 
 
 class StopOnSignalHook(Hook):
-    """After a training step (and its checkpoint hook): on SIGINT/SIGTERM, save this step's state and stop."""
+    """After a training step (and its checkpoint hook): on SIGINT/SIGTERM, save this step's state and stop.
+
+    edflow names a checkpoint by the steps done: ``model-<n>.ckpt`` holds the
+    state after ``n`` optimizer steps, and training resumes with step ``n``.
+    This hook runs after the optimizer step of global step ``g`` (which edflow
+    increments only after the hooks), so it saves ``model-<g + 1>.ckpt``.
+
+    The exit stays a ``SystemExit``: its status must be 128 + the signal
+    (130, 143), which no :class:`invproto.errors.InvprotoError` (status 1) gives.
+    """
 
     def __init__(self, iterator):
         self.iterator = iterator
@@ -19,10 +28,11 @@ class StopOnSignalHook(Hook):
         iterator = self.iterator
         if iterator.get_split() != "train" or not iterator.stop_signals.requested():
             return
-        path = Path(iterator.ckpthook.savename.format(iterator.get_global_step()))
+        done = iterator.get_global_step() + 1
+        path = Path(iterator.ckpthook.savename.format(done))
         if not path.is_file():
             iterator.save(str(path))
-        print(f"invproto: stopped by {iterator.stop_signals.describe()} after step {iterator.get_global_step()}; "
+        print(f"invproto: stopped by {iterator.stop_signals.describe()} after {done} steps; "
               f"its state is in {path}; resume with edflow -p {run.root} -t", file=sys.stderr, flush=True)
         raise SystemExit(iterator.stop_signals.exit_status())
 
