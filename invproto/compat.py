@@ -24,9 +24,21 @@ The same hook patches three edflow modules right after they are imported:
   group, and only rank 0 creates a run directory
   (:func:`init_run`);
 * ``edflow.hooks.checkpoint_hooks.common``: the latest checkpoint is the one
-  with the highest step, not the newest file (:func:`invproto.io.latest_checkpoint`).
-  ``edflow -p <run>`` without ``-t`` refuses a run that has no checkpoint
-  instead of evaluating random weights.
+  with the highest step, not the newest file (:func:`invproto.io.latest_checkpoint`);
+* ``edflow.iterators.model_iterator``: an :class:`~invproto.errors.InvprotoError`
+  raised while iterating is not handed to edflow's ``at_exception`` hooks, which
+  would save a checkpoint of the state invproto just refused;
+* ``edflow.config``: the ``edflow`` command line is checked before edflow acts
+  on it (:func:`check_command_line`; its files and schema already when
+  ``import edflow`` starts, before chainer and torch load).
+
+In the ``edflow`` command, an ``InvprotoError`` that escapes ``train``/``test``,
+``run.init`` or the checkpoint lookup first removes what this invocation
+created (:func:`invproto.config.run.discard_fresh_run_directories`), then ends
+the process with ``invproto: <message>`` as one line on stderr and the error's
+``exit_status`` (:func:`command_errors`). Elsewhere (tests, notebooks) it is
+re-raised. ``run.init`` also finds the code to copy into the run (``code/``)
+from any working directory (:func:`invproto.config.command_line.code_root_from_anywhere`).
 
 On that first ``import edflow`` it also restores ``st.cache`` (removed from
 streamlit) when streamlit is loaded, so ``edexplore`` -- edflow's explorer run
@@ -43,6 +55,7 @@ code. ``python -m invproto.compat install`` therefore writes a one-line
 from __future__ import annotations
 
 import atexit
+import contextlib
 import importlib.abc
 import importlib.machinery
 import shutil
@@ -51,6 +64,8 @@ import sysconfig
 import tempfile
 import warnings
 from pathlib import Path
+
+from invproto.errors import InvprotoError
 
 PTH_NAME = "invproto_edflow_compat.pth"
 PTH_LINE = "import invproto.compat as _c; _c.install()\n"
@@ -81,15 +96,14 @@ def patch_edflow_main(module) -> None:
 
     def with_run_config(entry_point):
         def run_entry_point(config, root, checkpoint=None, *args, **kwargs):
-            from invproto.config.resume import complete_from_run, refuse_evaluation_without_checkpoint
+            from invproto.config.resume import complete_from_run
             from invproto.distributed import broadcast_from_main
 
-            complete_from_run(config)
-            if entry_point.__name__ == "test":
-                refuse_evaluation_without_checkpoint(config, checkpoint)
-            # Only rank 0 reads the run directory (the config saved there, its latest checkpoint).
-            config, checkpoint = broadcast_from_main((config, checkpoint))
-            return entry_point(config, root, checkpoint, *args, **kwargs)
+            with command_errors():
+                complete_from_run(config, training=entry_point.__name__ == "train")
+                # Only rank 0 reads the run directory (the config saved there, its latest checkpoint).
+                config, checkpoint = broadcast_from_main((config, checkpoint))
+                return entry_point(config, root, checkpoint, *args, **kwargs)
 
         return run_entry_point
 
@@ -132,7 +146,8 @@ def patch_edflow_logging(module) -> None:
     init = module.run.init
 
     def init_on_this_rank(cls, **kwargs):
-        init_run(init, **kwargs)
+        with command_errors():
+            init_run(init, **kwargs)
 
     module.run.init = classmethod(init_on_this_rank)
 
@@ -150,7 +165,9 @@ def init_run(init, **kwargs) -> None:
 
     distributed.setup()
     if distributed.is_main_process():
-        init(**kwargs)
+        from invproto.config.command_line import code_root_from_anywhere
+
+        init(**{**kwargs, "code_root": code_root_from_anywhere(kwargs.get("code_root", "."))})
         return
     throwaway = tempfile.mkdtemp(prefix=f"invproto-rank{distributed.rank()}-")
     atexit.register(shutil.rmtree, throwaway, ignore_errors=True)
@@ -165,12 +182,77 @@ def patch_edflow_checkpoints(module) -> None:
     """
     from invproto.io import latest_checkpoint
 
-    module.get_latest_checkpoint = latest_checkpoint
+    def get_latest_checkpoint(*args, **kwargs):
+        with command_errors():
+            return latest_checkpoint(*args, **kwargs)
+
+    module.get_latest_checkpoint = get_latest_checkpoint
+
+
+def patch_edflow_iterator(module) -> None:
+    """edflow's iterator hands an exception to every hook's ``at_exception`` (its checkpoint hook then saves);
+    an :class:`InvprotoError` is a stop invproto chose (a diverged loss, a refused checkpoint): no hook sees it."""
+    iterator = module.PyHookedModelIterator
+    handle = iterator._handle_exception
+
+    def _handle_exception(self, exception):
+        if not isinstance(exception, InvprotoError):
+            handle(self, exception)
+
+    iterator._handle_exception = _handle_exception
+
+
+def patch_edflow_config(module) -> None:
+    """The ``edflow`` script calls ``parse_unknown_args`` once, after argparse and before it reads any file
+    or creates a run: check the whole command line there (:mod:`invproto.config.command_line`)."""
+    parse_unknown_args = module.parse_unknown_args
+
+    def check_then_parse(unknown):
+        if not getattr(check_then_parse, "done", False):
+            check_then_parse.done = True
+            check_command_line(early=False)
+        return parse_unknown_args(unknown)
+
+    module.parse_unknown_args = check_then_parse
+
+
+def check_command_line(early: bool) -> None:
+    """In the ``edflow`` command: stop in one line if its command line cannot run. Early (as ``import
+    edflow`` starts): files and the schema, in a fraction of a second; late: also the import paths."""
+    if is_edflow_command():
+        from invproto.config.command_line import check_edflow_command_line
+
+        with command_errors():
+            check_edflow_command_line(sys.argv[1:], early=early)
+
+
+def is_edflow_command() -> bool:
+    """Whether this process is the ``edflow`` console script (also under torchrun)."""
+    return Path(sys.argv[0]).name == "edflow"
+
+
+@contextlib.contextmanager
+def command_errors():
+    """An :class:`InvprotoError` inside removes what this edflow invocation created; in the ``edflow``
+    command it then ends the process: ``invproto: <message>`` on stderr, exit status ``exit_status``."""
+    try:
+        yield
+    except InvprotoError as error:
+        if "edflow.custom_logging" in sys.modules:
+            from invproto.config.run import discard_fresh_run_directories
+
+            discard_fresh_run_directories()
+        if not is_edflow_command():
+            raise
+        print(f"invproto: {error}", file=sys.stderr, flush=True)
+        raise SystemExit(error.exit_status) from None
 
 
 _MODULE_PATCHES = {"edflow.main": patch_edflow_main, "edflow.iterators.batches": patch_edflow_batches,
                    "edflow.custom_logging": patch_edflow_logging,
-                   "edflow.hooks.checkpoint_hooks.common": patch_edflow_checkpoints}
+                   "edflow.hooks.checkpoint_hooks.common": patch_edflow_checkpoints,
+                   "edflow.iterators.model_iterator": patch_edflow_iterator,
+                   "edflow.config": patch_edflow_config}
 
 
 class _PatchOnImport(importlib.abc.MetaPathFinder):
@@ -188,6 +270,8 @@ class _PatchOnImport(importlib.abc.MetaPathFinder):
         if fullname in _WATCHED:
             patch_numpy()
             patch_streamlit()
+        if fullname == "edflow":
+            check_command_line(early=True)
         patch = self.pending.pop(fullname, None)
         if patch is None:
             return None

@@ -44,6 +44,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from invproto.errors import ConfigError
+
 # Generous: a rank may wait long at a collective, e.g. while rank 0 alone computes FID from gathered features
 # (a large covariance's eigendecomposition) or writes a checkpoint.
 COLLECTIVE_TIMEOUT = datetime.timedelta(hours=1)
@@ -104,7 +106,7 @@ def local_batch_size(global_batch_size: int, processes: int | None = None) -> in
     """Examples per process of a global batch; stops the run when the processes cannot share it evenly."""
     processes = processes or world_size()
     if global_batch_size % processes:
-        raise SystemExit(f"invproto: batch_size {global_batch_size} is the global batch and cannot be split "
+        raise ConfigError(f"batch_size {global_batch_size} is the global batch and cannot be split "
                          f"evenly over {processes} processes; set batch_size to a multiple of {processes}")
     return global_batch_size // processes
 

@@ -174,3 +174,27 @@ def test_replaced_learning_rate_keys_are_refused_naming_the_new_key(iterator, ol
     assert f"'iterator_params.{old}' was replaced; use 'iterator_params.{new}'" in text
     assert "optimizer.lr" in text or "same number" in text
     validate_run_config(valid_config(iterator=iterator, iterator_params={new: 0.5}))
+
+
+@pytest.mark.parametrize("overrides, expected", [
+    ({"batch_size": 0}, "config key 'batch_size' must be >= 1, got 0"),
+    ({"num_epochs": 0}, "config key 'num_epochs' must be >= 1, got 0"),
+    ({"num_epochs": None, "num_steps": -1}, "config key 'num_steps' must be >= 1, got -1"),
+    ({"log_freq": 0}, "config key 'log_freq' must be >= 1"),
+    ({"ckpt_freq": 0}, "config key 'ckpt_freq' must be >= 1"),
+    ({"seed": -1}, "config key 'seed' must be >= 0"),
+    ({"optimizer": {"lr": 0.0}}, "config key 'optimizer.lr' must be > 0, got 0.0"),
+    ({"optimizer": {"name": "adm"}}, "config key 'optimizer.name' must be one of adam, adamw, sgd, got 'adm'"),
+    ({"optimizer": {"schedule": "cosin"}}, "'optimizer.schedule' must be one of constant, cosine, linear, got 'cosin'"),
+    ({"optimizer": {"warmup_steps": -1}}, "config key 'optimizer.warmup_steps' must be >= 0"),
+    ({"optimizer": {"grad_clip_norm": 0}}, "config key 'optimizer.grad_clip_norm' must be > 0"),
+    ({"performance": {"amp": "fp8"}}, "'performance.amp' must be one of bf16, fp16 or null, got 'fp8'"),
+    ({"data": {"validation_size": -1}}, "config key 'data.validation_size' must be >= 0"),
+])
+def test_ranges_and_choices_are_part_of_the_schema(overrides, expected):
+    assert expected in message(valid_config(**overrides))
+
+
+def test_null_passes_the_range_of_an_optional_key():
+    view = validate_run_config(valid_config(ckpt_freq=None, optimizer={"grad_clip_norm": None, "lr": 0.5}))
+    assert view.ckpt_freq is None and view.optimizer.lr == 0.5

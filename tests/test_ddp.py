@@ -27,6 +27,7 @@ from edflow_runner import EDFLOW, QUICK, SHARED_DATA, EdflowRunner
 from invproto import distributed
 from invproto.data.batches import ArrayBatches, make_batches
 from invproto.data.sharding import Shard
+from invproto.errors import ConfigError
 from invproto.modules.actnorm import ActNorm
 
 TORCHRUN = str(Path(sys.executable).with_name("torchrun"))
@@ -92,7 +93,7 @@ def test_rank_batches_make_the_single_process_batches(n, batch_size, world):
 
 
 def test_global_batch_must_split_evenly():
-    with pytest.raises(SystemExit, match="batch_size 32 is the global batch .* multiple of 3"):
+    with pytest.raises(ConfigError, match="batch_size 32 is the global batch .* multiple of 3"):
         Shard(1, 3).local_batch_size(32)
     assert Shard(1, 4).local_batch_size(32) == 8
 

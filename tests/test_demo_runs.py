@@ -265,3 +265,18 @@ def test_the_page_shows_a_malformed_run_s_error_and_the_good_run(
     app.sidebar.selectbox(key="run").set_value(good.name).run()
     assert_clean(app)
     assert labels(app.tabs) == ["Explain an image", "Metrics"]
+
+
+def test_the_check_command_names_every_malformed_run_and_passes_a_clean_folder(tmp_path, capsys):
+    from invproto.demo import check
+
+    logs = malformed_logs(tmp_path / "logs")
+    assert check.main([str(logs)]) == 1
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == len(MALFORMED) and all(line.startswith("invproto: ") for line in lines)
+    for name, (_, _, expected) in MALFORMED.items():
+        assert any(line.startswith(f"invproto: {name}: {expected}") for line in lines), name
+    clean = make_run(tmp_path / "clean", "good").parent
+    assert check.main([str(clean)]) == 0
+    assert capsys.readouterr().out.strip() == "1 run read cleanly"
+    assert check.main([str(tmp_path / "nothing")]) == 1

@@ -16,6 +16,7 @@ from conftest import run_config
 from invproto.callbacks.factor_dims import estimate_factor_dims
 from invproto.config.run import prepare_run
 from invproto.config.validation import validate_run_config
+from invproto.errors import InvprotoError
 from invproto.losses.iin import FactorLoss, IINLoss
 from invproto.models.classifier import Classifier
 from invproto.models.iin import IIN, FactorIIN
@@ -84,7 +85,7 @@ def test_factor_loss_correlates_only_the_shared_factor():
                 + 0.5 * (z2[:, :2] - rho * z1[:, :2]).pow(2).sum(1) / (1 - rho ** 2) - log_det2)
     got = FactorLoss(rho).per_example(z1, z2, log_det1, log_det2, shared)
     torch.testing.assert_close(got, expected)
-    with pytest.raises(SystemExit, match="rho"):
+    with pytest.raises(InvprotoError, match="rho"):
         FactorLoss(1.0)
 
 
@@ -108,12 +109,12 @@ def test_iin_loads_a_frozen_first_stage(tmp_path):
 
 def test_first_stage_checkpoint_of_another_model_is_refused_in_one_line(tmp_path):
     path = save_checkpoint(Classifier.from_params(**SMALL_CLASSIFIER), tmp_path / "clf.ckpt")
-    with pytest.raises(SystemExit) as error:
+    with pytest.raises(InvprotoError) as error:
         IIN.from_params(first_stage=first_stage(path, base_channels=4), n_flow=1, hidden_dim=8)
     message = str(error.value)
     assert "\n" not in message and str(path) in message and "'base_channels': 8" in message
     assert "'base_channels': 4" in message and "model_params.first_stage" in message
-    with pytest.raises(SystemExit, match="does not exist"):
+    with pytest.raises(InvprotoError, match="does not exist"):
         IIN.from_params(first_stage=first_stage(tmp_path / "missing.ckpt"), n_flow=1, hidden_dim=8)
 
 
@@ -125,7 +126,7 @@ def test_factor_sizes_chunk_or_config(tmp_path):
     model = FactorIIN.from_params(first_stage=spec, n_flow=1, hidden_dim=8, factor_config=[22, 11, 31])
     mask = model.factor_mask(torch.tensor([1, 2]))
     assert mask[0].sum() == 11 and mask[0, 22:33].all() and mask[1, 33:].all() and mask[1].sum() == 31
-    with pytest.raises(SystemExit, match="adding up to the code size 64"):
+    with pytest.raises(InvprotoError, match="adding up to the code size 64"):
         FactorIIN.from_params(first_stage=spec, n_flow=1, hidden_dim=8, factor_config=[22, 11, 30])
 
 

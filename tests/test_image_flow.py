@@ -13,6 +13,7 @@ import pytest
 import torch
 import torch.nn as nn
 
+from invproto.errors import ConfigError
 from invproto.modules.image_flow import (
     SCALE_CLAMP,
     ActNormStep,
@@ -134,7 +135,7 @@ def test_multiscale_flow_inverse_float32_is_exact_to_1e5_and_sets_missing_parts_
 
 
 def test_multiscale_flow_refuses_sizes_it_cannot_squeeze():
-    with pytest.raises(SystemExit, match="in_size 28 is not divisible by 2\\*\\*n_levels = 8"):
+    with pytest.raises(ConfigError, match="in_size 28 is not divisible by 2\\*\\*n_levels = 8"):
         MultiscaleFlow(ImageFlowParams(in_size=28, n_levels=3))
 
 

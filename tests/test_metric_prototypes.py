@@ -15,6 +15,7 @@ from edflow_runner import SHARED_DATA, EdflowRunner
 from invproto.callbacks.average_cost import cost_metrics
 from invproto.config.validation import validate_run_config
 from invproto.data.hierarchy import ClassHierarchy, hierarchy_by_name, mean_cost
+from invproto.errors import InvprotoError
 from invproto.losses.metric_prototypes import (
     DistortionLoss,
     MetricPrototypeLoss,
@@ -176,7 +177,7 @@ def test_metric_prototype_loss_adds_weighted_terms():
     expected = F.cross_entropy(scores, target) + 0.5 * DistortionLoss(tree.cost_matrix())(prototypes)
     torch.testing.assert_close(loss, expected)
     assert scalars["average_cost"] == mean_cost(tree.cost_matrix(), target, scores.argmax(1))
-    with pytest.raises(SystemExit, match="hierarchical_inference"):
+    with pytest.raises(InvprotoError, match="hierarchical_inference"):
         MetricPrototypeLoss(tree, list(range(10)), data_term="hierarchical_cross_entropy")
 
 
@@ -194,9 +195,9 @@ def test_learnt_prototypes_scores_and_hierarchical_prototypes():
                                         hierarchical_inference=True)
     assert tree.prototypes().shape == (14, 6) and tree.prototype_class.tolist() == list(range(10))
     torch.testing.assert_close(tree(images).logits.exp().sum(1), torch.ones(3))
-    with pytest.raises(SystemExit, match="distance"):
+    with pytest.raises(InvprotoError, match="distance"):
         LearntPrototypes.from_params(backbone=TINY_BACKBONE, embedding_dim=6, distance="manhattan")
-    with pytest.raises(SystemExit, match="unknown class hierarchy 'fashion'; choose one of flat, fashion_mnist"):
+    with pytest.raises(InvprotoError, match="unknown class hierarchy 'fashion'; choose one of flat, fashion_mnist"):
         LearntPrototypes.from_params(backbone=TINY_BACKBONE, embedding_dim=6, hierarchy="fashion")
 
 

@@ -17,6 +17,7 @@ from invproto.config.schema import OptimizerParams
 from invproto.config.validation import validate_run_config
 from invproto.data import SpritesTrain
 from invproto.data.synthetic import KEYPOINTS
+from invproto.errors import InvprotoError
 from invproto.interpret.part_metrics import consistency, parts_hit, peak_positions, stability
 from invproto.interpret.relevance import baseline_image, relevance_auc, relevance_curves, revealed_images
 from invproto.iterators.optimization import build_optimizer
@@ -69,7 +70,7 @@ def test_heads_and_similarities():
     assert sparse.head_weight()[0, 3:].eq(0).all() and sparse.head_weight()[0, :3].eq(1).all()
     output = sparse.eval()(images)
     torch.testing.assert_close(output.similarity, 1 - output.min_distances)
-    with pytest.raises(SystemExit, match="model_params.head must be one of linear, sparse, proto, got 'dense'"):
+    with pytest.raises(InvprotoError, match="model_params.head must be one of linear, sparse, proto, got 'dense'"):
         PartPrototypeNet.from_params(**SMALL_NET, head="dense")
 
 

@@ -116,7 +116,7 @@ def test_nan_loss_stops_with_one_line_and_keeps_checkpoints(tmp_path):
                     "--optimizer/lr", "1e30", "-n", "nan")
     assert result.returncode == 1
     last_line = result.stderr.strip().splitlines()[-1]
-    assert last_line.startswith("invproto: loss is") and "optimizer.lr" in last_line
+    assert last_line.startswith("invproto: the loss is not finite") and "--optimizer/lr" in last_line
     checkpoint = runner.run_dir("nan") / "train" / "checkpoints" / "model-0.ckpt"
     state = torch.load(checkpoint, weights_only=True)
     assert all(torch.isfinite(t).all() for t in state["model"].values() if t.dtype.is_floating_point)

@@ -12,6 +12,7 @@ import yaml
 from edflow_runner import SHARED_DATA, EdflowRunner
 
 from invproto.config.validation import validate_run_config
+from invproto.errors import InvprotoError
 from invproto.losses.protodl import ProtoDLLoss, data_to_prototype, prototype_to_data, reconstruction_error
 from invproto.models.protodl import ProtoDL, encoder_sizes
 
@@ -95,7 +96,7 @@ def test_logits_read_negative_distances_and_prototype_class_is_the_largest_weigh
 
 
 def test_bad_decoder_is_refused_in_one_line():
-    with pytest.raises(SystemExit, match="model_params.decoder must be one of upconv, deconv"):
+    with pytest.raises(InvprotoError, match="model_params.decoder must be one of upconv, deconv"):
         tiny_model(decoder="pixelshuffle")
 
 

@@ -16,6 +16,7 @@ from conftest import run_config
 
 from invproto.config.validation import validate_run_config
 from invproto.data.augment import augment
+from invproto.errors import InvprotoError
 from invproto.iterators.prototype_revival import PrototypeRevival
 from invproto.losses.protoflow import ProtoFlowLoss, bits_per_dim, conditional_bits_per_dim, marginal_log_likelihood
 from invproto.models.autoencoder import Autoencoder
@@ -184,9 +185,9 @@ def test_a_first_stage_that_cannot_decode_is_refused(tmp_path):
     params = {"in_channels": 3, "in_size": 16, "n_classes": 5, "n_down": 3, "base_channels": 4, "code_dim": 8}
     path = save_checkpoint(Classifier.from_params(**params), tmp_path / "clf.ckpt")
     spec = {"model": "invproto.models.classifier.Classifier", "model_params": params, "checkpoint": str(path)}
-    with pytest.raises(SystemExit, match="cannot decode"):
+    with pytest.raises(InvprotoError, match="cannot decode"):
         LatentPrototypeFlow.from_params(first_stage=spec, n_flow=1, hidden_dim=8)
-    with pytest.raises(SystemExit, match="reduction"):
+    with pytest.raises(InvprotoError, match="reduction"):
         latent_flow(path.with_name("unused"), reduction="mean")
 
 
@@ -329,7 +330,7 @@ def test_iterator_revives_prototypes_during_training(make_iterator, ae_checkpoin
 
 
 def test_views_are_required_for_consistency_and_tta(make_iterator, ae_checkpoint):
-    with pytest.raises(SystemExit, match="augment_shift"):
+    with pytest.raises(InvprotoError, match="augment_shift"):
         make_iterator(iterator_config(ae_checkpoint, augment_shift=0, tta_num=2))
 
 

@@ -12,6 +12,7 @@ import yaml
 from test_image_flow import autograd_log_det, randomize
 
 from invproto.config.validation import validate_run_config
+from invproto.errors import ConfigError, InvprotoError
 from invproto.losses.protoflow import bits_per_dim, marginal_log_likelihood
 from invproto.models.protoflow_image import ImagePrototypeFlow
 
@@ -101,9 +102,9 @@ def test_latent_size_and_data_dims():
 
 
 def test_an_impossible_squeeze_and_images_of_another_shape_are_refused_in_one_line():
-    with pytest.raises(SystemExit, match="in_size 28 is not divisible by 2\\*\\*n_levels = 8"):
+    with pytest.raises(ConfigError, match="in_size 28 is not divisible by 2\\*\\*n_levels = 8"):
         ImagePrototypeFlow.from_params(in_size=28, n_levels=3)
-    with pytest.raises(SystemExit, match=r"images are \(3, 4, 4\) .* in_channels=1, in_size=4; set them"):
+    with pytest.raises(InvprotoError, match=r"images are \(3, 4, 4\) .* in_channels=1, in_size=4; set them"):
         tiny_model().latent(torch.zeros(2, 3, 4, 4))
 
 

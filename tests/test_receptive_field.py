@@ -10,6 +10,7 @@ import pytest
 import torch
 import torch.nn as nn
 
+from invproto.errors import ConfigError
 from invproto.interpret.receptive_field import (
     Window,
     axis_field,
@@ -101,7 +102,7 @@ def test_torchvision_backbones_cut_at_a_named_layer(backbone, cut):
 def test_an_unsupported_layer_is_refused_in_one_line():
     with pytest.raises(ValueError, match="unsupported layer Upsample"):
         layer_windows(nn.Sequential(nn.Conv2d(1, 1, 3), nn.Upsample(scale_factor=2)))
-    with pytest.raises(SystemExit, match="model_params.cut 'features.99' is not a layer"):
+    with pytest.raises(ConfigError, match="model_params.cut 'features.99' is not a layer"):
         PartPrototypeNet.from_params(backbone="vgg11", cut="features.99")
 
 

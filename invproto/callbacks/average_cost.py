@@ -23,6 +23,7 @@ import torch
 
 from invproto.callbacks.base import evaluation_callback
 from invproto.data.hierarchy import hierarchy_by_name, mean_cost
+from invproto.errors import ConfigError
 
 
 def cost_metrics(cost: torch.Tensor, target: torch.Tensor, predicted: torch.Tensor) -> dict[str, float]:
@@ -42,6 +43,6 @@ def average_cost(root, data_in, data_out, config, hierarchy: Optional[str] = Non
     try:
         cost = hierarchy_by_name(name, logits.shape[1]).cost_matrix()
     except ValueError as error:
-        raise SystemExit(f"invproto: average_cost: {error}; set eval_pipeline.callback_kwargs.average_cost."
-                         f"hierarchy (e.g. fashion_mnist)") from None
+        raise ConfigError(f"average_cost: {error}; set eval_pipeline.callback_kwargs.average_cost."
+                          f"hierarchy (e.g. fashion_mnist)") from None
     return cost_metrics(cost, target, logits.argmax(dim=1))

@@ -11,7 +11,7 @@ config dict. Whichever invproto object comes first calls :func:`prepare_run`:
 3. default ``n_data_processes`` to the machine's core count, shared by the
    processes torchrun started on it.
 
-If the run must stop (bad config, missing data), :func:`abort_cleanly`
+If the run must stop (an :class:`~invproto.errors.InvprotoError`: bad config, missing data), :func:`abort_cleanly`
 removes what this invocation just created under ``logs/`` -- a fresh run
 directory without checkpoints, or the new ``eval/<time>`` folder of a resumed
 run -- so no debris is left behind. Nothing older is ever removed.
@@ -32,6 +32,7 @@ from omegaconf import DictConfig
 
 from invproto.config.schema import DataParams
 from invproto.config.validation import check_section, validate_run_config
+from invproto.errors import InvprotoError
 
 _prepared: tuple[Mapping, DictConfig] | None = None
 
@@ -73,15 +74,18 @@ def seed_everything(seed: int) -> None:
 
 @contextlib.contextmanager
 def abort_cleanly():
-    """On ``SystemExit`` inside, remove what this edflow invocation created, then re-raise."""
+    """On an :class:`~invproto.errors.InvprotoError` (or ``SystemExit``) inside, remove what this
+    edflow invocation created, then re-raise."""
     try:
         yield
-    except SystemExit:
-        _discard_fresh_run_directories()
+    except (InvprotoError, SystemExit):
+        discard_fresh_run_directories()
         raise
 
 
-def _discard_fresh_run_directories() -> None:
+def discard_fresh_run_directories() -> None:
+    """Remove this invocation's fresh run directory (no checkpoints) or its ``eval/<time>`` folder when that
+    holds nothing but edflow's ``log.txt``."""
     from edflow.custom_logging import run
 
     if not getattr(run, "exists", False):
@@ -90,5 +94,7 @@ def _discard_fresh_run_directories() -> None:
     checkpoints = Path(run.checkpoints)
     if not run.resumed and not (checkpoints.is_dir() and any(checkpoints.iterdir())):
         shutil.rmtree(root, ignore_errors=True)
-    elif Path(run.latest_eval).is_dir() and not any(Path(run.latest_eval).iterdir()):
-        shutil.rmtree(run.latest_eval, ignore_errors=True)
+        with contextlib.suppress(OSError):  # logs/ itself, if this run was its first
+            root.parent.rmdir()
+    elif Path(run.latest_eval).is_dir() and all(path.name == "log.txt" for path in Path(run.latest_eval).iterdir()):
+        shutil.rmtree(run.latest_eval, ignore_errors=True)  # nothing in it but edflow's log of this attempt

@@ -3,9 +3,12 @@
 * unknown key   -> ``unknown config key 'model_params.n_clases' (in x.yaml); did you mean 'n_classes'?``
 * missing key   -> ``missing config key 'batch_size' (int); add it to x.yaml``
 * wrong type    -> ``config key 'batch_size' must be int, got 'eight' (in the command line)``
+* out of range  -> ``config key 'optimizer.lr' must be > 0, got -0.001 (in the command line)``
+* no choice     -> ``config key 'optimizer.schedule' must be one of constant, cosine, linear, got 'cosin' (in x.yaml)``
 
-All raise :class:`ConfigError`, a ``SystemExit``: the edflow CLI prints the
-message alone and exits with status 1.
+All raise :class:`invproto.errors.ConfigError` (re-exported here): the edflow
+command line (:mod:`invproto.compat`) prints ``invproto: <message>`` and exits
+with status 1.
 """
 
 from __future__ import annotations
@@ -21,13 +24,10 @@ from omegaconf.errors import OmegaConfBaseException
 from invproto.config.schema import ExploreConfig, RunConfig
 from invproto.config.sources import ConfigSources
 from invproto.config.targets import get_obj_from_str, schema_for
+from invproto.errors import ConfigError
 
-
-class ConfigError(SystemExit):
-    """An invalid config; the message names the key and the fix."""
-
-    def __init__(self, message: str):
-        super().__init__(f"invproto: {message}")
+__all__ = ["ConfigError", "check_run_schema", "check_section", "validate_explore_config", "validate_params",
+           "validate_run_config"]
 
 
 _sources: ConfigSources | None = None
@@ -104,7 +104,26 @@ def check_section(schema: type, value: Any, key: str) -> dict:
         expected = _type_name(_nested_hint(schema, missing[0]))
         raise ConfigError(f"missing config key '{full_key}' ({expected}); "
                           f"add it to {sources().home(full_key or name)}")
-    return OmegaConf.to_container(merged, resolve=True)
+    checked = OmegaConf.to_container(merged, resolve=True)
+    _check_ranges(schema, checked, prefix)
+    return checked
+
+
+def _check_ranges(schema: type, values: Mapping, prefix: str) -> None:
+    """The ranges and choices of :func:`invproto.config.schema.checked` fields (null passes)."""
+    for spec in dataclasses.fields(schema):
+        value, key = values.get(spec.name), prefix + spec.name
+        if value is None or not spec.metadata:
+            continue
+        choices, gt, ge = spec.metadata.get("choices"), spec.metadata.get("gt"), spec.metadata.get("ge")
+        if choices is not None and value not in choices:
+            null = " or null" if spec.default is None else ""
+            raise ConfigError(f"config key '{key}' must be one of {', '.join(map(str, choices))}{null}, "
+                              f"got {value!r}{_where(key)}")
+        if gt is not None and not value > gt:
+            raise ConfigError(f"config key '{key}' must be > {gt}, got {value!r}{_where(key)}")
+        if ge is not None and not value >= ge:
+            raise ConfigError(f"config key '{key}' must be >= {ge}, got {value!r}{_where(key)}")
 
 
 def _lookup(value: Mapping, dotted: str) -> Any:
@@ -150,6 +169,15 @@ def validate_explore_config(config: Mapping) -> DictConfig:
     return _read_only(checked)
 
 
+def check_run_schema(config: Mapping) -> dict:
+    """The run config checked against :class:`RunConfig` alone (no import), defaults filled in."""
+    checked = check_section(RunConfig, config, "")
+    if checked["num_epochs"] is None and checked["num_steps"] is None:
+        raise ConfigError(f"missing config key 'num_epochs' (int) or 'num_steps' (int); "
+                          f"add one to {sources().home('num_epochs')}")
+    return checked
+
+
 def validate_run_config(config: Mapping) -> DictConfig:
     """Validate the stacked edflow config; return a read-only typed view of it.
 
@@ -158,10 +186,7 @@ def validate_run_config(config: Mapping) -> DictConfig:
     """
     if "dataset" in config and "iterator" not in config:
         return validate_explore_config(config)
-    checked = check_section(RunConfig, config, "")
-    if checked["num_epochs"] is None and checked["num_steps"] is None:
-        raise ConfigError(f"missing config key 'num_epochs' (int) or 'num_steps' (int); "
-                          f"add one to {sources().home('num_epochs')}")
+    checked = check_run_schema(config)
     model = _import(checked["model"], "model")
     iterator = _import(checked["iterator"], "iterator")
     datasets = [_import(path, f"datasets.{split}") for split, path in checked["datasets"].items()]

@@ -25,6 +25,7 @@ from edflow.data.dataset_mixin import DatasetMixin
 
 from invproto.demo.kinds import LoadError, code_class, first_line
 from invproto.demo.runs import Run
+from invproto.errors import InvprotoError
 from invproto.models.base import Model, load_checkpoint
 
 
@@ -49,13 +50,13 @@ def load_model(run: Run, checkpoint: Path, device: str = "cpu") -> Model:
     params = model_params(run)
     try:
         model = cls({"model_params": params})
-    except (SystemExit, Exception) as error:
+    except Exception as error:  # an InvprotoError, or whatever odd parameters of a shared run make it raise
         raise LoadError(f"cannot build {run.model} from the config of {run.name}: {first_line(error)}") from None
     try:
         state = load_checkpoint(checkpoint, model, "checkpoint", "pick another checkpoint of this run",
                                 map_location=device)
         model.load_state_dict(state["model"])
-    except SystemExit as error:
+    except InvprotoError as error:  # a CheckpointError: missing, unreadable or of another model
         raise LoadError(first_line(error)) from None
     except (KeyError, RuntimeError) as error:
         raise LoadError(f"checkpoint {checkpoint} does not fit {run.model} ({type(error).__name__}: "
@@ -77,7 +78,7 @@ def load_validation_dataset(run: Run) -> DatasetMixin:
     cls = code_class(import_path, DatasetMixin, "dataset")
     try:
         return cls(dataset_config(run, import_path))
-    except (SystemExit, Exception) as error:
+    except Exception as error:  # an InvprotoError (missing data, ...), or any other failure of the dataset
         raise LoadError(f"cannot load the validation images {import_path}: {first_line(error)} "
                         f"(the data root is data.root, else $INVPROTO_DATA, else ./data)") from None
 

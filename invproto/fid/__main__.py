@@ -16,13 +16,13 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from invproto.errors import InvprotoError
 from invproto.fid.features import InceptionFeatures
 from invproto.fid.image_sets import InputError, open_images
 from invproto.fid.kid import kernel_inception_distance
 from invproto.fid.statistics import FeatureStatistics, fid_from_statistics
-from invproto.fid.weights import WeightsError
 
-ERROR_STATUS = 1  # an input or weights problem, reported in one line
+ERROR_STATUS = InvprotoError.exit_status  # an input or weights problem, reported in one line
 
 ACCEPTED_INPUTS = """\
 accepted inputs:
@@ -61,9 +61,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         network = InceptionFeatures(args.device)
         a, b = [FeatureStatistics.of(network.extract(s.batches(n, args.batch_size), total=n))
                 for s, n in zip(image_sets, counts)]
-    except (InputError, WeightsError) as error:
+    except InvprotoError as error:  # InputError (a DataError), WeightsError (a CheckpointError), ...
         print(f"invproto-fid: error: {error}", file=sys.stderr)
-        return ERROR_STATUS
+        return error.exit_status
     kid = kernel_inception_distance(a.features, b.features, device=network.device)
     print(f"FID: {fid_from_statistics(a, b):.6f}")
     print(f"KID: {kid.mean:.6f} (std over subsets {kid.std:.6f})")

@@ -27,12 +27,14 @@ import numpy as np
 import PIL.Image
 import torch
 
+from invproto.errors import DataError
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 CHECK_CHUNK = 256  # images per block when an array's values are checked
 UNIT_RANGE_FIX = "store uint8 in [0, 255] or floats in [-1, 1] (x / 127.5 - 1 from [0, 255], 2 * x - 1 from [0, 1])"
 
 
-class InputError(Exception):
+class InputError(DataError):
     """An input the command cannot use; its message is one line naming the culprit and the fix."""
 
 

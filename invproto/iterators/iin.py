@@ -28,6 +28,7 @@ import torch
 from invproto.callbacks.factor_dims import dim_callback
 from invproto.callbacks.fid import fid_samples
 from invproto.callbacks.likelihood import likelihood
+from invproto.errors import ConfigError
 from invproto.iterators.base import Batch, Iterator, Scalars
 from invproto.losses.iin import HALF_LOG_TWO_PI
 from invproto.models.iin import first_stage_codes
@@ -121,8 +122,8 @@ class DimensionEvaluator(Iterator):
     callbacks = {"eval_op": {"dim_callback": dim_callback}}
 
     def train_step(self, batch: Batch) -> tuple[torch.Tensor, Scalars]:
-        raise SystemExit("invproto: DimensionEvaluator only evaluates; run it without -t and pass the "
-                         "checkpoint to evaluate with -c")
+        raise ConfigError("DimensionEvaluator only evaluates; run it without -t and pass the "
+                          "checkpoint to evaluate with -c")
 
     def eval_step(self, batch: Batch) -> dict[str, np.ndarray]:
         return {"za": first_stage_codes(self.model, batch["image1"]).float().cpu().numpy(),

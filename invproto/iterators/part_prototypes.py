@@ -54,6 +54,7 @@ from invproto.callbacks.part_interpretability import part_interpretability
 from invproto.callbacks.prototypes import prototype_accuracy, prototype_labels
 from invproto.config.run import abort_cleanly
 from invproto.data.base import dataset_examples
+from invproto.errors import ConfigError
 from invproto.interpret.part_metrics import parts_hit, peak_positions
 from invproto.interpret.receptive_field import MAPPINGS, REDUCTIONS
 from invproto.interpret.relevance import BASELINES, baseline_image, relevance_auc, relevance_curves
@@ -110,10 +111,10 @@ class PartPrototypeIterator(Iterator):
                                         ("heatmap_reduction", p.heatmap_reduction, REDUCTIONS),
                                         ("relevance_baseline", p.relevance_baseline, BASELINES)]:
                 if value not in allowed:
-                    raise SystemExit(f"invproto: iterator_params.{key} must be one of {', '.join(allowed)}, "
-                                     f"got {value!r}")
+                    raise ConfigError(f"iterator_params.{key} must be one of {', '.join(allowed)}, "
+                                      f"got {value!r}")
             if p.push_every < 0 or p.push_start < 1:
-                raise SystemExit("invproto: iterator_params.push_start must be >= 1 and push_every >= 0")
+                raise ConfigError("iterator_params.push_start must be >= 1 and push_every >= 0")
 
     def parameter_groups(self) -> list[dict]:
         """Backbone at ``backbone_lr_multiple``; add-on; prototypes and head without weight decay."""

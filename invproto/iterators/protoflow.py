@@ -45,6 +45,7 @@ from invproto.callbacks.prototypes import prototype_accuracy, prototype_labels
 from invproto.config.run import abort_cleanly
 from invproto.data.augment import augment
 from invproto.data.base import dataset_examples
+from invproto.errors import ConfigError
 from invproto.io import save_grid
 from invproto.iterators.base import Batch, Iterator, Scalars
 from invproto.iterators.prototype_revival import PrototypeRevival
@@ -91,10 +92,10 @@ class ProtoFlowIterator(Iterator):
         augments = p.augment_shift > 0 or p.augment_flip
         with abort_cleanly():
             if (self.loss.uses_second_view or p.tta_num > 1) and not augments:
-                raise SystemExit("invproto: loss.params.consistency_weight > 0 and iterator_params.tta_num > 1 "
-                                 "need augmented views; set iterator_params.augment_shift > 0 or augment_flip")
+                raise ConfigError("loss.params.consistency_weight > 0 and iterator_params.tta_num > 1 "
+                                  "need augmented views; set iterator_params.augment_shift > 0 or augment_flip")
             if p.tta_num < 1:
-                raise SystemExit(f"invproto: iterator_params.tta_num must be >= 1, got {p.tta_num}")
+                raise ConfigError(f"iterator_params.tta_num must be >= 1, got {p.tta_num}")
 
     # --- optimization --------------------------------------------------------
     def trainable_parameters(self):

@@ -21,6 +21,8 @@ import math
 
 import torch
 
+from invproto.errors import ConfigError
+
 HALF_LOG_TWO_PI = 0.5 * math.log(2 * math.pi)
 
 
@@ -49,7 +51,7 @@ class FactorLoss:
 
     def __init__(self, rho: float = 0.975):
         if not 0 < rho < 1:
-            raise SystemExit(f"invproto: loss.params.rho must lie in (0, 1), got {rho}")
+            raise ConfigError(f"loss.params.rho must lie in (0, 1), got {rho}")
         self.rho = rho
 
     def per_example(self, z1: torch.Tensor, z2: torch.Tensor, log_det1: torch.Tensor, log_det2: torch.Tensor,

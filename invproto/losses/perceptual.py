@@ -15,6 +15,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from invproto.errors import ConfigError
 from invproto.models.iin import FirstStageParams, load_first_stage
 
 NORM_EPS = 1e-10
@@ -28,8 +29,8 @@ class EncoderPerceptualDistance(nn.Module):
         model = load_first_stage(network)
         stages = getattr(getattr(model, "encoder", None), "net", None)
         if not isinstance(stages, nn.Sequential):
-            raise SystemExit(f"invproto: loss.params.perceptual.model {network.model} has no convolutional "
-                             f"encoder (model.encoder.net); use an invproto classifier or autoencoder")
+            raise ConfigError(f"loss.params.perceptual.model {network.model} has no convolutional "
+                              f"encoder (model.encoder.net); use an invproto classifier or autoencoder")
         self.stages = stages
 
     def features(self, images: torch.Tensor) -> list[torch.Tensor]:

@@ -10,6 +10,7 @@ first stage) use :meth:`Model.from_params`.
 from __future__ import annotations
 
 import dataclasses
+import pickle
 from pathlib import Path
 from typing import ClassVar, Mapping
 
@@ -17,6 +18,7 @@ import torch
 import torch.nn as nn
 
 from invproto.config.run import component_params
+from invproto.errors import CheckpointError
 
 
 class Model(nn.Module):
@@ -40,19 +42,22 @@ def load_checkpoint(path: str | Path, model: Model, what: str, fix: str,
                     map_location: str | torch.device = "cpu") -> dict:
     """The state dict of an invproto checkpoint written for ``model`` (safe loading only).
 
-    Stops with one line -- ``invproto: <what> <path> ...; <fix>`` -- when the
+    Raises a :class:`~invproto.errors.CheckpointError` -- ``<what> <path> ...; <fix>`` -- when the
     file is missing or unreadable, or holds another model than ``model``
     (its ``describe()`` differs).
     """
     path = Path(path)
     if not path.is_file():
-        raise SystemExit(f"invproto: {what} {path} does not exist; {fix}")
+        raise CheckpointError(f"{what} {path} does not exist; {fix}")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError:  # not a torch file, or one that would run code when loaded
+        raise CheckpointError(f"cannot load {what} {path}: it is not a PyTorch file of weights (it is damaged, "
+                              f"or holds objects that only an unsafe load would build); {fix}") from None
     except Exception as error:
         reason = (str(error).strip().splitlines() or [""])[0]
-        raise SystemExit(f"invproto: cannot load {what} {path} ({type(error).__name__}: {reason}); {fix}") from None
+        raise CheckpointError(f"cannot load {what} {path} ({type(error).__name__}: {reason}); {fix}") from None
     if state.get("describe") != model.describe():
-        raise SystemExit(f"invproto: {what} {path} holds {state.get('describe')}, but the config "
-                         f"describes {model.describe()}; {fix}")
+        raise CheckpointError(f"{what} {path} holds {state.get('describe')}, but the config "
+                              f"describes {model.describe()}; {fix}")
     return state

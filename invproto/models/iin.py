@@ -32,6 +32,7 @@ from omegaconf import MISSING
 
 from invproto.config.run import abort_cleanly
 from invproto.config.targets import get_obj_from_str
+from invproto.errors import ConfigError
 from invproto.models.base import Model, load_checkpoint
 from invproto.modules.flow import FlowParams, VectorFlow
 
@@ -60,7 +61,7 @@ def first_stage_codes(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
 def load_first_stage(params: FirstStageParams) -> Model:
     """Build ``params.model`` and load its weights from ``params.checkpoint``; frozen, eval mode.
 
-    Stops with a one-line ``SystemExit`` when the file is missing or unreadable,
+    Raises a one-line :class:`~invproto.errors.CheckpointError` when the file is missing or unreadable,
     or holds another model than the one described.
     """
     model = get_obj_from_str(params.model).from_params(**params.model_params)
@@ -151,8 +152,8 @@ class FactorIIN(IIN):
             sizes = list(p.factor_config)
             if sum(sizes) != dim or min(sizes) < 1:
                 with abort_cleanly():
-                    raise SystemExit(f"invproto: model_params.factor_config {sizes} must be positive sizes "
-                                     f"adding up to the code size {dim}")
+                    raise ConfigError(f"model_params.factor_config {sizes} must be positive sizes "
+                                      f"adding up to the code size {dim}")
             return sizes
         chunk = -(-dim // p.n_factors)
         sizes = [min(chunk, dim - start) for start in range(0, dim, chunk)]

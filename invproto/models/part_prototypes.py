@@ -47,6 +47,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from invproto.config.run import abort_cleanly
+from invproto.errors import ConfigError
 from invproto.interpret.receptive_field import ReceptiveField, Window, layer_windows, pixel_heatmap, receptive_field
 from invproto.models.base import Model
 from invproto.models.prototype_model import Explanation, PrototypeModel
@@ -138,10 +139,10 @@ class PartPrototypeNet(Model, PrototypeModel):
                                     ("similarity", p.similarity, SIMILARITIES),
                                     ("head", p.head, HEADS)]:
             if value not in allowed:
-                raise SystemExit(f"invproto: model_params.{key} must be one of {', '.join(allowed)}, got {value!r}")
+                raise ConfigError(f"model_params.{key} must be one of {', '.join(allowed)}, got {value!r}")
         if p.prototypes_per_class < 1 or p.prototype_kernel < 1 or p.prototype_dim < 1:
-            raise SystemExit("invproto: model_params.prototypes_per_class, prototype_dim and prototype_kernel "
-                             "must be >= 1")
+            raise ConfigError("model_params.prototypes_per_class, prototype_dim and prototype_kernel "
+                              "must be >= 1")
 
     @torch.no_grad()
     def _probe(self, module: nn.Module) -> torch.Tensor:
@@ -152,8 +153,8 @@ class PartPrototypeNet(Model, PrototypeModel):
             output = module(torch.zeros(1, self.backbone_channels, size, size))
         except RuntimeError as error:
             with abort_cleanly():
-                raise SystemExit(f"invproto: the backbone cannot take {size} px images ({str(error).splitlines()[0]}); "
-                                 "cut it earlier (model_params.cut) or use larger images") from None
+                raise ConfigError(f"the backbone cannot take {size} px images ({str(error).splitlines()[0]}); "
+                                  "cut it earlier (model_params.cut) or use larger images") from None
         module.train()
         return output
 
@@ -166,12 +167,12 @@ class PartPrototypeNet(Model, PrototypeModel):
             try:
                 field_ = receptive_field(layer_windows(self.backbone) + [(kernel, kernel)], (p.in_size, p.in_size))
             except ValueError as error:
-                raise SystemExit(f"invproto: {error} (model_params.backbone '{p.backbone}', cut '{p.cut}')") from None
+                raise ConfigError(f"{error} (model_params.backbone '{p.backbone}', cut '{p.cut}')") from None
             cells = (backbone_grid[0] - p.prototype_kernel + 1, backbone_grid[1] - p.prototype_kernel + 1)
             if cells != field_.feature_shape or min(cells) < 1:
-                raise SystemExit(f"invproto: the backbone's output grid {tuple(cells)} does not match its layer "
-                                 f"list {field_.feature_shape}; its forward is not the sequence of its layers "
-                                 "up to model_params.cut (or the prototype kernel is larger than the map)")
+                raise ConfigError(f"the backbone's output grid {tuple(cells)} does not match its layer "
+                                  f"list {field_.feature_shape}; its forward is not the sequence of its layers "
+                                  "up to model_params.cut (or the prototype kernel is larger than the map)")
         return field_
 
     # --- forward -------------------------------------------------------------------------------------

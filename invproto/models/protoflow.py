@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 
 from invproto.config.run import abort_cleanly
+from invproto.errors import ConfigError
 from invproto.models.base import Model
 from invproto.models.iin import IIN, first_stage_codes
 from invproto.models.prototype_model import Explanation, PrototypeModel
@@ -68,8 +69,8 @@ class PrototypeFlow(Model, PrototypeModel):
         super().__init__(config)
         if self.params.reduction not in REDUCTIONS:
             with abort_cleanly():
-                raise SystemExit(f"invproto: model_params.reduction must be one of {', '.join(REDUCTIONS)}, "
-                                 f"got {self.params.reduction!r}")
+                raise ConfigError(f"model_params.reduction must be one of {', '.join(REDUCTIONS)}, "
+                                  f"got {self.params.reduction!r}")
 
     def build_head(self, dim: int, seed: int = 0) -> None:
         """Create the ``(C, K, D)`` mixture head and the ``(P,)`` :attr:`prototype_class` buffer."""
@@ -167,8 +168,8 @@ class LatentPrototypeFlow(IIN, PrototypeFlow):
         super().__init__(config)
         if not self.can_decode:
             with abort_cleanly():
-                raise SystemExit(f"invproto: model_params.first_stage.model {self.params.first_stage['model']} "
-                                 f"cannot decode; a prototype flow needs an autoencoder first stage")
+                raise ConfigError(f"model_params.first_stage.model {self.params.first_stage['model']} "
+                                  f"cannot decode; a prototype flow needs an autoencoder first stage")
         self.data_dims = self.code_dim
         self.build_head(self.code_dim, seed=self.params.seed)
         self.first_stage.requires_grad_(self.params.train_first_stage)

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import torch
 
 from invproto.config.run import abort_cleanly
+from invproto.errors import ConfigError
 from invproto.models.protoflow import PrototypeFlow
 from invproto.modules.image_flow import Dequantization, ImageFlowParams, MultiscaleFlow, standard_normal_log_prob
 
@@ -61,9 +62,9 @@ class ImagePrototypeFlow(PrototypeFlow):
         expected = (p.in_channels, p.in_size, p.in_size)
         if tuple(images.shape[1:]) != expected:
             with abort_cleanly():
-                raise SystemExit(f"invproto: images are {tuple(images.shape[1:])} (C, H, W), but model_params "
-                                 f"say in_channels={p.in_channels}, in_size={p.in_size}; set them to the "
-                                 f"dataset's image shape")
+                raise ConfigError(f"images are {tuple(images.shape[1:])} (C, H, W), but model_params "
+                                  f"say in_channels={p.in_channels}, in_size={p.in_size}; set them to the "
+                                  f"dataset's image shape")
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """``(N, D)`` -> ``(N, C, S, S)`` images in [-1, 1]; the factored-out parts are set to 0."""

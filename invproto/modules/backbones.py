@@ -22,6 +22,8 @@ from typing import Any, List, Optional
 
 import torch.nn as nn
 
+from invproto.errors import ConfigError
+
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)  # what torchvision's weights expect
 
 
@@ -36,7 +38,7 @@ def vgg_stack(in_channels: int, features: List[Any]) -> nn.Sequential:
             layers += [nn.Conv2d(channels, entry, 3, padding=1), nn.BatchNorm2d(entry), nn.ReLU(inplace=True)]
             channels = entry
         else:
-            raise SystemExit(f"invproto: model_params.features entries must be channel counts (positive int) "
+            raise ConfigError(f"model_params.features entries must be channel counts (positive int) "
                              f"or 'M' (2x2 max-pool), got {entry!r}")
     return nn.Sequential(*layers)
 
@@ -61,7 +63,7 @@ def truncate(module: nn.Module, cut: Optional[str]) -> nn.Sequential:
     layers, found = modules_until(module, cut)
     if not found:
         names = [name for name, _ in module.named_modules() if name][:40]
-        raise SystemExit(f"invproto: model_params.cut '{cut}' is not a layer of the backbone; "
+        raise ConfigError(f"model_params.cut '{cut}' is not a layer of the backbone; "
                          f"layers are: {', '.join(names)}")
     return nn.Sequential(*layers)
 
@@ -73,9 +75,9 @@ def build_backbone(backbone: str, in_channels: int, features: List[Any], cut: Op
     import torchvision
 
     if backbone not in torchvision.models.list_models():
-        raise SystemExit(f"invproto: model_params.backbone must be 'vgg' or a torchvision model name "
+        raise ConfigError(f"model_params.backbone must be 'vgg' or a torchvision model name "
                          f"(e.g. vgg11_bn, resnet18), got '{backbone}'")
     if cut is None:
-        raise SystemExit(f"invproto: model_params.cut is required for the torchvision backbone '{backbone}' "
+        raise ConfigError(f"model_params.cut is required for the torchvision backbone '{backbone}' "
                          "(the last layer kept, e.g. features.20 or layer2)")
     return truncate(torchvision.models.get_model(backbone, weights=weights), cut)

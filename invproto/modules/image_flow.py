@@ -48,6 +48,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from invproto.errors import ConfigError
 from invproto.modules.actnorm import ActNorm
 from invproto.modules.flow import InvertibleSequence
 from invproto.modules.gaussian_mixture import LOG_TWO_PI
@@ -197,7 +198,7 @@ class MultiscaleFlow(nn.Module):
     def __init__(self, params: ImageFlowParams):
         super().__init__()
         if params.n_levels < 1 or params.in_size % 2 ** params.n_levels:
-            raise SystemExit(f"invproto: model_params.in_size {params.in_size} is not divisible by "
+            raise ConfigError(f"model_params.in_size {params.in_size} is not divisible by "
                              f"2**n_levels = {2 ** params.n_levels}; use n_levels >= 1 with "
                              f"in_size / 2**n_levels a whole number (28 px: n_levels <= 2)")
         self.params = params
