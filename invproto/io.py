@@ -22,15 +22,18 @@ from __future__ import annotations
 
 import errno
 import os
+import pickle
 import re
 import sys
 import tempfile
+import warnings
+import zipfile
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
 
-from invproto.errors import RunError
+from invproto.errors import CheckpointError, RunError
 
 CHECKPOINT_NAME = re.compile(r"^(?P<name>.+)-(?P<step>\d+)\.ckpt$")  # edflow's <model>-<step>.ckpt
 DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
@@ -140,6 +143,31 @@ def latest_checkpoint(directory: str | os.PathLike, filter_cond: Callable[[str],
     steps = {str(path): checkpoint_step(path) for path in directory.glob("*.ckpt")} if directory.is_dir() else {}
     candidates = [(step, path) for path, step in steps.items() if step is not None and filter_cond(path)]
     return max(candidates)[1] if candidates else None
+
+
+def load_weights(path: str | os.PathLike, what: str, fix: str, map_location: str | torch.device = "cpu",
+                 mmap: bool = False) -> dict:
+    """``torch.load(path, weights_only=True)``: tensors and plain containers only, never code.
+
+    A missing file, a damaged one, or one holding objects that only an unsafe
+    load would build raises a one-line :class:`~invproto.errors.CheckpointError`
+    -- ``<what> <path> ...; <fix>``. ``mmap`` maps the tensors instead of reading
+    them (a cheap check that the file loads).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{what} {path} does not exist; {fix}")
+    try:
+        mappable = mmap and zipfile.is_zipfile(path)  # torch maps only its zip format (every torch.save since 1.6)
+        with warnings.catch_warnings():  # a foreign pickle's protocol warning would precede the one-line error
+            warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
+            return torch.load(path, map_location=map_location, weights_only=True, mmap=mappable)
+    except pickle.UnpicklingError:  # not a torch file, or one that would run code when loaded
+        raise CheckpointError(f"cannot load {what} {path}: it is not a PyTorch file of weights (it is damaged, "
+                              f"or holds objects that only an unsafe load would build); {fix}") from None
+    except Exception as error:
+        reason = (str(error).strip().splitlines() or [""])[0]
+        raise CheckpointError(f"cannot load {what} {path} ({type(error).__name__}: {reason}); {fix}") from None
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:

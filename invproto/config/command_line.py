@@ -224,6 +224,16 @@ def _has_reference(value: Any) -> bool:
     return isinstance(value, str) and value[:1] == "{" and value[-1:] == "}"
 
 
+def check_checkpoint_file(checkpoint: str) -> None:
+    """``-c <checkpoint>`` must exist and load safely (tensors mapped, not read: cheap for any size)."""
+    if not Path(checkpoint).is_file():
+        raise CheckpointError(f"checkpoint '{checkpoint}' (-c) does not exist"
+                              f"{_close_match(Path(checkpoint))}; pass a file of <run>/train/checkpoints/")
+    from invproto.io import load_weights  # imported only now: it imports torch (seconds)
+
+    load_weights(checkpoint, "checkpoint", "pass a file of <run>/train/checkpoints/ with -c", mmap=True)
+
+
 def check_edflow_command_line(argv: Sequence[str], early: bool = False) -> None:
     """Raise a one-line :class:`InvprotoError` if the ``edflow`` command ``argv`` cannot run.
 
@@ -234,9 +244,8 @@ def check_edflow_command_line(argv: Sequence[str], early: bool = False) -> None:
     if line is None:
         return
     config = build_config(line, set_overrides if early else None)
-    if line.checkpoint is not None and not Path(line.checkpoint).is_file():
-        raise CheckpointError(f"checkpoint '{line.checkpoint}' (-c) does not exist"
-                              f"{_close_match(Path(line.checkpoint))}; pass a file of <run>/train/checkpoints/")
+    if line.checkpoint is not None:
+        check_checkpoint_file(line.checkpoint)
     if config is None:
         return
     if line.project and not line.train and line.checkpoint is None:

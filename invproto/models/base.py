@@ -10,7 +10,6 @@ first stage) use :meth:`Model.from_params`.
 from __future__ import annotations
 
 import dataclasses
-import pickle
 from pathlib import Path
 from typing import ClassVar, Mapping
 
@@ -19,6 +18,7 @@ import torch.nn as nn
 
 from invproto.config.run import component_params
 from invproto.errors import CheckpointError
+from invproto.io import load_weights
 
 
 class Model(nn.Module):
@@ -46,17 +46,7 @@ def load_checkpoint(path: str | Path, model: Model, what: str, fix: str,
     file is missing or unreadable, or holds another model than ``model``
     (its ``describe()`` differs).
     """
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{what} {path} does not exist; {fix}")
-    try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError:  # not a torch file, or one that would run code when loaded
-        raise CheckpointError(f"cannot load {what} {path}: it is not a PyTorch file of weights (it is damaged, "
-                              f"or holds objects that only an unsafe load would build); {fix}") from None
-    except Exception as error:
-        reason = (str(error).strip().splitlines() or [""])[0]
-        raise CheckpointError(f"cannot load {what} {path} ({type(error).__name__}: {reason}); {fix}") from None
+    state = load_weights(path, what, fix, map_location)
     if state.get("describe") != model.describe():
         raise CheckpointError(f"{what} {path} holds {state.get('describe')}, but the config "
                               f"describes {model.describe()}; {fix}")
