@@ -10,7 +10,9 @@ prefix. The command-line entries (``edflow`` through :mod:`invproto.compat`,
 * :class:`DataError` -- a dataset that is missing, corrupt or does not fit the model;
 * :class:`CheckpointError` -- a checkpoint that cannot be read or belongs to another model;
 * :class:`RunError` -- a run directory that cannot be used now (locked by another
-  trainer, no checkpoint to evaluate, a disk that is full).
+  trainer, no checkpoint to evaluate, a disk that is full);
+* :class:`TrainingStopped` -- training stopped on SIGINT/SIGTERM after saving its
+  state; its exit status is 128 + the signal (130, 143), as a shell reports it.
 """
 
 from __future__ import annotations
@@ -39,3 +41,11 @@ class CheckpointError(InvprotoError):
 
 class RunError(InvprotoError):
     """A run directory that cannot be used as asked."""
+
+
+class TrainingStopped(RunError):
+    """Training stopped on a signal, its last step saved; the message says how to resume."""
+
+    def __init__(self, message: str, exit_status: int):
+        super().__init__(message)
+        self.exit_status = exit_status

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 from edflow.custom_logging import run
 from edflow.hooks.hook import Hook
+
+from invproto.errors import TrainingStopped
 
 
 class StopOnSignalHook(Hook):
@@ -17,8 +18,8 @@ class StopOnSignalHook(Hook):
     This hook runs after the optimizer step of global step ``g`` (which edflow
     increments only after the hooks), so it saves ``model-<g + 1>.ckpt``.
 
-    The exit stays a ``SystemExit``: its status must be 128 + the signal
-    (130, 143), which no :class:`invproto.errors.InvprotoError` (status 1) gives.
+    It stops with :class:`~invproto.errors.TrainingStopped`, whose exit status
+    in the ``edflow`` command is 128 + the signal (130, 143).
     """
 
     def __init__(self, iterator):
@@ -32,9 +33,8 @@ class StopOnSignalHook(Hook):
         path = Path(iterator.ckpthook.savename.format(done))
         if not path.is_file():
             iterator.save(str(path))
-        print(f"invproto: stopped by {iterator.stop_signals.describe()} after {done} steps; "
-              f"its state is in {path}; resume with edflow -p {run.root} -t", file=sys.stderr, flush=True)
-        raise SystemExit(iterator.stop_signals.exit_status())
+        raise TrainingStopped(f"stopped by {iterator.stop_signals.describe()} after {done} steps; its state is in "
+                              f"{path}; resume with edflow -p {run.root} -t", iterator.stop_signals.exit_status())
 
 
 class ModelInfoHook(Hook):
