@@ -229,8 +229,11 @@ def check_checkpoint_file(checkpoint: str) -> None:
     if not Path(checkpoint).is_file():
         raise CheckpointError(f"checkpoint '{checkpoint}' (-c) does not exist"
                               f"{_close_match(Path(checkpoint))}; pass a file of <run>/train/checkpoints/")
-    from invproto.io import load_weights  # imported only now: it imports torch (seconds)
+    from invproto.io import checkpoint_step, load_weights  # imported only now: they import torch (seconds)
 
+    if checkpoint_step(checkpoint) is None:  # edflow reads the global step from the name
+        raise CheckpointError(f"checkpoint '{checkpoint}' (-c) has no step in its name, and edflow reads the step "
+                              f"from <name>-<step>.ckpt; link or copy it as model-<step>.ckpt and pass that")
     load_weights(checkpoint, "checkpoint", "pass a file of <run>/train/checkpoints/ with -c", mmap=True)
 
 
