@@ -183,10 +183,10 @@ def test_edflow_runs_outside_the_repository_root_and_refuses_a_foreign_checkpoin
     config = str(REPO / "configs" / "mnist_clf.yaml")
     run = runner.train(config, "outside", *QUICK, "--num_steps", "2")
     assert (run / "code" / "errors.py").is_file()
-    torch.save({"describe": {"model": "other"}, "model": {}}, tmp_path / "other.ckpt")
-    result = runner("-b", config, "-t", "-c", "other.ckpt", *QUICK, "-n", "foreign")
+    torch.save({"describe": {"model": "other"}, "model": {}}, tmp_path / "other-3.ckpt")
+    result = runner("-b", config, "-t", "-c", "other-3.ckpt", *QUICK, "-n", "foreign")
     assert result.returncode == 1 and "Traceback" not in result.stderr
-    assert result.stderr.strip().splitlines()[-1].startswith("invproto: checkpoint other.ckpt holds")
+    assert result.stderr.strip().splitlines()[-1].startswith("invproto: checkpoint other-3.ckpt holds")
     assert not runner.runs("foreign")
 
 
