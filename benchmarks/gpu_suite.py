@@ -152,13 +152,13 @@ def seconds_per_step(step: Callable[[int], None], warmup: int, steps: int, devic
 
 
 def plain_step_seconds(name: str, config: dict, batches, warmup: int, steps: int, workdir: Path,
-                       device: torch.device) -> float:
+                       device: torch.device, run_name: str) -> float:
     """Seconds per step of a plain PyTorch loop training ``config``'s model on ``batches``.
 
     The model, its loss and the trained parameters are those invproto's iterator builds (so both sides
     train the same thing); the loop, a fresh optimizer and schedule, and the copies are plain PyTorch.
     """
-    iterator = build_iterator(config, workdir, f"{name}_plain")
+    iterator = build_iterator(config, workdir, run_name)  # one name per call: edflow's run names have 1 s resolution
     model = iterator.model
     loss_of = plain_loss(name, model, getattr(iterator, "loss", None))
     trained = [p for group in iterator.optimizer.param_groups for p in group["params"]]
@@ -220,9 +220,11 @@ def step_part(configs: dict[str, dict], args, workdir: Path, device: torch.devic
         config = {**config, "log_freq": 10 ** 9}
         batches = make_batches(config, args.batches)
         started = time.perf_counter()
-        plain_before = plain_step_seconds(name, config, batches, args.warmup, args.steps, workdir, device)
+        plain_before = plain_step_seconds(name, config, batches, args.warmup, args.steps, workdir, device,
+                                          f"{name}_plain_before")
         ours = invproto_step_seconds(config, batches, args.warmup, args.steps, workdir, f"{name}_off", device)
-        plain_after = plain_step_seconds(name, config, batches, args.warmup, args.steps, workdir, device)
+        plain_after = plain_step_seconds(name, config, batches, args.warmup, args.steps, workdir, device,
+                                         f"{name}_plain_after")
         plain = (plain_before + plain_after) / 2
         print(f"{name}: plain {plain * 1e3:.3f} ms/step ({plain_before * 1e3:.3f}, {plain_after * 1e3:.3f}), "
               f"invproto {ours * 1e3:.3f} ms/step", flush=True)
