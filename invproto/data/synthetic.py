@@ -6,7 +6,7 @@ from five ground-truth factors:
 =========  =======  ====================================================
 factor     dtype    values
 =========  =======  ====================================================
-``shape``  int      index into :data:`SHAPES` (also the ``class`` label)
+``shape``  int      index into :data:`SHAPES` (the ``class`` label by default, see ``label``)
 ``color``  int      index into :data:`PALETTE` (uint8 RGB)
 ``x, y``   float    sprite centre as a fraction of the width/height
 ``scale``  float    sprite radius as a fraction of the image size
@@ -161,6 +161,21 @@ def sprite_keypoints(factors: SpriteFactors, size: int) -> np.ndarray:
     return np.stack([np.stack(point, axis=-1) for point in points], axis=1)
 
 
+CLASS_LABELS = ("shape", "color", "shape_color")  # choices of dataset_params.label
+
+
+def class_labels(factors: SpriteFactors, label: str) -> np.ndarray:
+    """int64 ``(N,)`` class labels of sprites: their ``shape``, ``color`` or ``shape_color`` = shape * 6 + colour."""
+    return {"shape": factors.shape, "color": factors.color,
+            "shape_color": factors.shape * len(PALETTE) + factors.color}[label]
+
+
+def class_names(label: str) -> tuple[str, ...]:
+    """Names of the classes of :func:`class_labels` (``"circle red"`` ... for ``shape_color``)."""
+    return {"shape": SHAPES, "color": PALETTE_NAMES,
+            "shape_color": tuple(f"{shape} {colour}" for shape in SHAPES for colour in PALETTE_NAMES)}[label]
+
+
 @dataclass
 class SpritesParams:
     """``dataset_params`` of the Sprites datasets."""
@@ -171,12 +186,13 @@ class SpritesParams:
     n_test: int = 2000
     seed: int = 0  # generator seed of the factors; each split its own stream
     pair_factors: List[str] = field(default_factory=lambda: ["shape", "color"])  # pairs only
+    label: str = "shape"  # what ``class`` is: shape (5 classes), color (6) or shape_color (shape * 6 + colour, 30)
 
 
 class Sprites(ImageDataset):
     """One split of Sprites, rendered at construction; examples add the factors.
 
-    ``{"image": float32 (size, size, 3) in [-1, 1], "class": int (= shape),
+    ``{"image": float32 (size, size, 3) in [-1, 1], "class": int (``dataset_params.label``, by default the shape),
     "shape": int, "color": int, "x": float, "y": float, "scale": float}``
     """
 
@@ -190,8 +206,13 @@ class Sprites(ImageDataset):
                  "test": self.params.n_test}[self.split]
         rng = np.random.default_rng([self.params.seed, SPLITS.index(self.split)])
         self.factors = SpriteFactors.sample(count, rng)
-        self.arrays = LabelledImages(render_sprites(self.factors, self.params.size), self.factors.shape)
-        self.labels = {"class": self.factors.shape, **self.factors.as_dict()}
+        if self.params.label not in CLASS_LABELS:
+            raise ConfigError(f"dataset_params.label must be one of {', '.join(CLASS_LABELS)}, "
+                              f"got '{self.params.label}'")
+        self.class_names = class_names(self.params.label)
+        classes = class_labels(self.factors, self.params.label)
+        self.arrays = LabelledImages(render_sprites(self.factors, self.params.size), classes)
+        self.labels = {"class": classes, **self.factors.as_dict()}
 
     def get_example(self, i: int) -> dict:
         return {**super().get_example(i), **self.factors.example(i)}
@@ -228,7 +249,7 @@ class SpritesPairs(FactorPairs, Sprites):
         for name in PAIR_FACTORS[self.factor_names[factor]]:
             getattr(partner, name)[0] = getattr(self.factors, name)[i]
         image2 = to_signed(render_sprites(partner, self.params.size)[0])
-        return self.single(i), {"image": image2, "class": int(partner.shape[0]), **partner.example(0)}
+        return self.single(i), {"image": image2, "class": int(class_labels(partner, self.params.label)[0]), **partner.example(0)}
 
 
 class SpritesTrain(Sprites):
@@ -253,3 +274,23 @@ class SpritesPairsValidation(SpritesPairs):
 
 class SpritesPairsTest(SpritesPairs):
     split = "test"
+
+
+def read_colours(images: np.ndarray, relative_threshold: float = 0.5) -> np.ndarray:
+    """int64 ``(N,)`` :data:`PALETTE` index of each sprite's colour, read from the pixels.
+
+    ``images``: float ``(N, H, W, 3)`` in [-1, 1] (rendered or decoded). The
+    sprite is every pixel whose brightness (max over RGB) exceeds
+    ``relative_threshold`` times the image's brightest pixel, which leaves out
+    the black background and the anti-aliased edge; its mean RGB, scaled so
+    that its largest channel is 1 (a dimmer decoder keeps the hue), is matched
+    to the nearest palette colour scaled alike. Exact on rendered sprites (a
+    test checks it).
+    """
+    pixels = (np.asarray(images, dtype=np.float64) + 1) / 2
+    brightness = pixels.max(axis=-1)
+    foreground = brightness > relative_threshold * brightness.max(axis=(1, 2), keepdims=True)
+    mean = (pixels * foreground[..., None]).sum(axis=(1, 2)) / np.maximum(foreground.sum(axis=(1, 2)), 1)[:, None]
+    hue = mean / np.maximum(mean.max(axis=1, keepdims=True), 1e-12)
+    palette_hue = PALETTE / PALETTE.max(axis=1, keepdims=True)
+    return ((hue[:, None, :] - palette_hue[None]) ** 2).sum(-1).argmin(axis=1)

@@ -3,10 +3,18 @@
 Per batch of N images (all terms are means over the batch of per-example sums)::
 
     rec  = |x - x̂| + perceptual_weight * d_p(x, x̂)    (per pixel; d_p per image, see below)
+           ((x - x̂)² instead of |x - x̂| with pixel_loss: l2)
     nll  = sum_pixels rec / exp(logvar) + logvar        (logvar = 0 unless learn_logvar)
     kl   = KL(q(z|x) || N(0, I))                      (nats)
     g    = -mean D(x̂)                                 (from step disc_start on)
     loss = nll + kl_weight * kl + w_gan * g
+
+``pixel_loss: l2`` is for images that are mostly one background colour (Sprites):
+there L1's optimum for an uninformative code is the per-pixel median, the empty
+background, and a small network starting from it gets no useful gradient
+(its reconstructions stay at the all-black image); the squared error's optimum
+is the mean, which keeps every sprite's trace, so the code learns from the
+first steps.
 
 As in the IIN reference, the per-image perceptual distance ``d_p`` is added to
 every pixel's reconstruction error (effective weight C*H*W), and ``logvar`` is
@@ -36,7 +44,7 @@ import torch.nn as nn
 from invproto.config.validation import ConfigError
 from invproto.losses.discriminator import DISCRIMINATOR_LOSSES, PatchDiscriminator, generator_loss
 from invproto.losses.perceptual import EncoderPerceptualDistance
-from invproto.models.iin import FirstStageParams
+from invproto.models.first_stages import FirstStageParams
 from invproto.modules.gaussian import DiagonalGaussian
 
 CALIBRATION_EPS = 1e-4
@@ -62,6 +70,7 @@ class AutoencoderLoss(nn.Module):
     @dataclass
     class Params:
         kl_weight: float = 1.0  # weight of the KL term (reference: 1)
+        pixel_loss: str = "l1"  # per-pixel error |x - x̂| (l1, reference) or (x - x̂)² (l2, see the module docstring)
         discriminator: bool = True  # train a PatchGAN discriminator and add the adversarial term
         disc_start: int = 0  # first global step with discriminator updates and the adversarial term
         disc_loss: str = "softplus"  # discriminator loss: softplus (reference) | hinge
@@ -81,6 +90,8 @@ class AutoencoderLoss(nn.Module):
         if p.disc_loss not in DISCRIMINATOR_LOSSES:
             raise ConfigError(f"config key 'loss.params.disc_loss' must be one of {sorted(DISCRIMINATOR_LOSSES)}, "
                               f"got '{p.disc_loss}'")
+        if p.pixel_loss not in ("l1", "l2"):
+            raise ConfigError(f"config key 'loss.params.pixel_loss' must be l1 or l2, got '{p.pixel_loss}'")
         self.discriminator = (PatchDiscriminator(in_channels, p.disc_channels, p.disc_layers, p.spectral_norm)
                               if p.discriminator else None)
         if p.perceptual_weight > 0 and p.perceptual is None:
@@ -110,7 +121,8 @@ class AutoencoderLoss(nn.Module):
     def autoencoder_loss(self, inputs: torch.Tensor, reconstructions: torch.Tensor, posterior: DiagonalGaussian,
                          last_layer: torch.Tensor, step: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The encoder/decoder loss (module docstring); ``last_layer`` is the decoder's last weight."""
-        rec = (inputs - reconstructions).abs()
+        error = inputs - reconstructions
+        rec = error.abs() if self.params.pixel_loss == "l1" else error.square()
         scalars = {}
         if self.perceptual is not None:
             perceptual = self.perceptual(inputs, reconstructions)
