@@ -18,6 +18,13 @@
 * :class:`Permutation` -- a fixed permutation drawn from ``seed`` and stored
   as a buffer (it is saved with the checkpoint).
 
+Conditioning: a coupling built with ``condition_dim = E > 0`` also feeds an
+``(N, E)`` condition to its MLPs, ``s = tanh(mlp_s(cat(a, c)))``, ``t =
+mlp_t(cat(a, c))``; :class:`InvertibleSequence` and :class:`FlowBlock` pass
+such a condition on to their steps (``forward(x, *condition)``), so the
+conditional flow (:mod:`invproto.modules.conditional_flow`) is built from
+these same layers. Without a condition nothing changes.
+
 Initialisation choice: the last linear layer of every scale and shift MLP
 is zero, so each coupling starts as the identity (``s = t = 0``) and the
 untrained flow is ActNorm and permutations only -- training starts from a
@@ -71,69 +78,83 @@ class InvertibleActNorm(ActNorm):
 
 
 class AffineCoupling(nn.Module):
-    """Transforms one half of ``(N, D)`` conditioned on the other half.
+    """Transforms one half of ``(N, D)`` given the other half (and an optional ``(N, E)`` condition).
 
     The halves are ``x[:, :D//2]`` and ``x[:, D//2:]``; ``condition_on_first``
-    says which one conditions (and stays unchanged).
+    says which one is kept (and conditions the other). With ``condition_dim
+    = E > 0``, ``forward`` and ``inverse`` take the condition as a second
+    argument and the scale and shift MLPs see ``cat(kept half, condition)``.
     """
 
-    def __init__(self, dim: int, hidden_dim: int, hidden_depth: int, condition_on_first: bool):
+    def __init__(self, dim: int, hidden_dim: int, hidden_depth: int, condition_on_first: bool,
+                 condition_dim: int = 0):
         super().__init__()
         self.split = dim // 2
         self.condition_on_first = condition_on_first
-        n_condition = self.split if condition_on_first else dim - self.split
-        n_change = dim - n_condition
-        self.scale = mlp(n_condition, n_change, hidden_dim, hidden_depth)
-        self.shift = mlp(n_condition, n_change, hidden_dim, hidden_depth)
+        n_kept = self.split if condition_on_first else dim - self.split
+        n_change = dim - n_kept
+        self.scale = mlp(n_kept + condition_dim, n_change, hidden_dim, hidden_depth)
+        self.shift = mlp(n_kept + condition_dim, n_change, hidden_dim, hidden_depth)
 
     def _halves(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(condition, change)`` parts of ``x``."""
+        """``(kept, change)`` parts of ``x``."""
         first, second = x[:, :self.split], x[:, self.split:]
         return (first, second) if self.condition_on_first else (second, first)
 
-    def _join(self, condition: torch.Tensor, change: torch.Tensor) -> torch.Tensor:
-        return torch.cat((condition, change) if self.condition_on_first else (change, condition), dim=1)
+    def _join(self, kept: torch.Tensor, change: torch.Tensor) -> torch.Tensor:
+        return torch.cat((kept, change) if self.condition_on_first else (change, kept), dim=1)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        condition, change = self._halves(x)
-        log_scale = torch.tanh(self.scale(condition))
-        changed = change * torch.exp(log_scale) + self.shift(condition)
-        return self._join(condition, changed), log_scale.sum(dim=1)
+    def _log_scale_and_shift(self, kept: torch.Tensor, condition: tuple[torch.Tensor, ...]
+                             ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``s = tanh(mlp_s(h))``, ``t = mlp_t(h)`` for ``h = cat(kept, *condition)``: each ``(N, n_change)``."""
+        inputs = torch.cat((kept, *condition), dim=1) if condition else kept
+        return torch.tanh(self.scale(inputs)), self.shift(inputs)
 
-    def inverse(self, y: torch.Tensor) -> torch.Tensor:
-        condition, changed = self._halves(y)
-        log_scale = torch.tanh(self.scale(condition))
-        return self._join(condition, (changed - self.shift(condition)) * torch.exp(-log_scale))
+    def forward(self, x: torch.Tensor, *condition: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        kept, change = self._halves(x)
+        log_scale, shift = self._log_scale_and_shift(kept, condition)
+        return self._join(kept, change * torch.exp(log_scale) + shift), log_scale.sum(dim=1)
+
+    def inverse(self, y: torch.Tensor, *condition: torch.Tensor) -> torch.Tensor:
+        kept, changed = self._halves(y)
+        log_scale, shift = self._log_scale_and_shift(kept, condition)
+        return self._join(kept, (changed - shift) * torch.exp(-log_scale))
 
 
 class InvertibleSequence(nn.Module):
     """Steps applied in order; each maps ``x -> (y, log_det (N,))`` and has an ``inverse``.
 
-    The log-determinants of the steps add up; the inverse runs the steps backwards.
+    The log-determinants of the steps add up; the inverse runs the steps
+    backwards. A ``condition`` (tensors after ``x``, none for an unconditional
+    flow) is passed unchanged to every step, forwards and backwards.
     """
 
     def __init__(self, steps: list[nn.Module]):
         super().__init__()
         self.steps = nn.ModuleList(steps)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor, *condition: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         log_det = x.new_zeros(x.shape[0])
         for step in self.steps:
-            x, step_log_det = step(x)
+            x, step_log_det = step(x, *condition)
             log_det = log_det + step_log_det
         return x, log_det
 
-    def inverse(self, y: torch.Tensor) -> torch.Tensor:
+    def inverse(self, y: torch.Tensor, *condition: torch.Tensor) -> torch.Tensor:
         for step in reversed(self.steps):
-            y = step.inverse(y)
+            y = step.inverse(y, *condition)
         return y
 
 
 class DoubleAffineCoupling(InvertibleSequence):
-    """Two :class:`AffineCoupling` layers: the second half given the first, then the first given the second."""
+    """Two :class:`AffineCoupling` layers: the second half given the first, then the first given the second.
 
-    def __init__(self, dim: int, hidden_dim: int, hidden_depth: int):
-        super().__init__([AffineCoupling(dim, hidden_dim, hidden_depth, condition_on_first=first)
+    With ``condition_dim = E > 0`` both couplings also see the ``(N, E)`` condition.
+    """
+
+    def __init__(self, dim: int, hidden_dim: int, hidden_depth: int, condition_dim: int = 0):
+        super().__init__([AffineCoupling(dim, hidden_dim, hidden_depth, condition_on_first=first,
+                                         condition_dim=condition_dim)
                           for first in (True, False)])
 
 
@@ -154,21 +175,21 @@ class Permutation(nn.Module):
 
 
 class FlowBlock(nn.Module):
-    """ActNorm -> double affine coupling -> permutation."""
+    """ActNorm -> double affine coupling -> permutation; a condition (``condition_dim > 0``) goes to the coupling."""
 
-    def __init__(self, dim: int, hidden_dim: int, hidden_depth: int, seed: int):
+    def __init__(self, dim: int, hidden_dim: int, hidden_depth: int, seed: int, condition_dim: int = 0):
         super().__init__()
         self.norm = InvertibleActNorm(dim)
-        self.coupling = DoubleAffineCoupling(dim, hidden_dim, hidden_depth)
+        self.coupling = DoubleAffineCoupling(dim, hidden_dim, hidden_depth, condition_dim)
         self.permutation = Permutation(dim, seed)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor, *condition: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         normed = self.norm(x)
-        coupled, coupling_log_det = self.coupling(normed)
+        coupled, coupling_log_det = self.coupling(normed, *condition)
         return self.permutation(coupled), self.norm.log_det(x) + coupling_log_det
 
-    def inverse(self, y: torch.Tensor) -> torch.Tensor:
-        return self.norm.inverse(self.coupling.inverse(self.permutation.inverse(y)))
+    def inverse(self, y: torch.Tensor, *condition: torch.Tensor) -> torch.Tensor:
+        return self.norm.inverse(self.coupling.inverse(self.permutation.inverse(y), *condition))
 
 
 class VectorFlow(InvertibleSequence):
