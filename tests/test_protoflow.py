@@ -174,8 +174,8 @@ def test_first_stage_learns_only_from_the_auxiliary_loss_when_trained(ae_checkpo
     assert all(p.grad is None for p in model.first_stage.parameters())  # the density never moves the code
     loss, scalars = model.auxiliary_loss(images, labels)
     loss.backward()
-    assert model.first_stage.encoder.net[0].weight.grad.abs().sum() > 0
-    assert model.first_stage.decoder.net[0].weight.grad.abs().sum() > 0
+    assert model.first_stage.network.encoder.net[0].weight.grad.abs().sum() > 0
+    assert model.first_stage.network.decoder.net[0].weight.grad.abs().sum() > 0
     assert set(scalars) == {"first_stage_ce", "reconstruction_l1"}
 
 
@@ -360,7 +360,7 @@ def test_sprites_protoflow_through_edflow(tmp_path, ae_checkpoint):
                     "-n", "wrong")
     last_line = result.stderr.strip().splitlines()[-1]
     assert result.returncode != 0 and "Traceback" not in result.stderr and not runner.runs("wrong")
-    assert last_line.startswith("invproto: first-stage checkpoint") and "'z_dim': 16" in last_line
+    assert last_line.startswith("invproto: model_params.first_stage.checkpoint") and "'z_dim': 16" in last_line
 
     result = runner("-b", "configs/sprites_protoflow.yaml", "-t", *small, first_stage[0], "8", first_stage[1], "16",
                     "-n", "pf")

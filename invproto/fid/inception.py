@@ -179,7 +179,8 @@ class TFInceptionPool3(nn.Module):
         for name, module in stages.items():
             self.layers.add_module(name, module)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """``(N, 3, S, S)`` -> the last mixed block's ``(N, 2048, s, s)`` map (8 x 8 at 299 px; S >= 75)."""
         s = self.layers
         x = s.conv_2(s.conv_1(s.conv(x)))
         x = s.conv_4(s.conv_3(max_pool_3x3(x)))
@@ -187,7 +188,10 @@ class TFInceptionPool3(nn.Module):
         for block in (s.mixed, s.mixed_1, s.mixed_2, s.mixed_3, s.mixed_4, s.mixed_5, s.mixed_6,
                       s.mixed_7, s.mixed_8, s.mixed_9, s.mixed_10):
             x = block(x)
-        return F.avg_pool2d(x, 8).flatten(1)
+        return x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.avg_pool2d(self.features(x), 8).flatten(1)
 
 
 def convolution_flops(net: nn.Module, size: int = INPUT_SIZE) -> int:

@@ -16,7 +16,7 @@ import torch
 import torch.nn as nn
 
 from invproto.errors import ConfigError
-from invproto.models.iin import FirstStageParams, load_first_stage
+from invproto.models.first_stages import FirstStageParams, load_first_stage
 
 NORM_EPS = 1e-10
 
@@ -26,7 +26,7 @@ class EncoderPerceptualDistance(nn.Module):
 
     def __init__(self, network: FirstStageParams):
         super().__init__()
-        model = load_first_stage(network)
+        model = load_first_stage(network, "loss.params.perceptual").network
         stages = getattr(getattr(model, "encoder", None), "net", None)
         if not isinstance(stages, nn.Sequential):
             raise ConfigError(f"loss.params.perceptual.model {network.model} has no convolutional "

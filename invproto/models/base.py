@@ -23,6 +23,7 @@ from invproto.io import load_weights
 
 class Model(nn.Module):
     Params: ClassVar[type]
+    outputs_logits: ClassVar[bool] = False  # forward(images) gives (N, K) class logits (a classifier)
 
     def __init__(self, config: Mapping):
         super().__init__()

@@ -16,6 +16,8 @@ from invproto.modules.convnets import ConvEncoder
 
 
 class Classifier(Model):
+    outputs_logits = True
+
     @dataclass
     class Params:
         in_channels: int = 1  # image channels C

@@ -7,8 +7,11 @@ training target. :class:`FactorIIN` (dIIN) splits ``z`` into semantic
 factors, the last one being the residual.
 
 The first stage is configured in ``model_params.first_stage`` and loaded,
-frozen (``requires_grad_(False)``, always in eval mode), from an invproto
-checkpoint at construction::
+frozen (``requires_grad_(False)``, always in eval mode), at construction
+(:mod:`invproto.models.first_stages`: an invproto model and checkpoint as
+below, or a torchvision model, a TorchScript file, any ``nn.Module``, the
+TF-Inception network, read at a named ``layer``; the code is that
+representation, flattened)::
 
     first_stage:
       model: invproto.models.classifier.Classifier   # its import path
@@ -24,53 +27,17 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+from typing import List, Optional
 
 import torch
-import torch.nn as nn
-from omegaconf import MISSING
 
 from invproto.config.run import abort_cleanly
-from invproto.config.targets import get_obj_from_str
 from invproto.errors import ConfigError
-from invproto.models.base import Model, load_checkpoint
+from invproto.models.base import Model
+from invproto.models.first_stages import FirstStageParams, describe_first_stage, first_stage_codes, load_first_stage
 from invproto.modules.flow import FlowParams, VectorFlow
 
-
-@dataclass
-class FirstStageParams:
-    """The frozen model whose codes an IIN interprets."""
-
-    model: str = MISSING  # import path of an invproto Model with encode(images) (e.g. the classifier)
-    model_params: Dict[str, Any] = field(default_factory=dict)  # its Params, as in its training config
-    checkpoint: str = MISSING  # invproto checkpoint of that model (<run>/train/checkpoints/model-<step>.ckpt)
-
-
-def first_stage_codes(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
-    """``(N, C, S, S)`` images -> ``(N, D)`` codes of ``model.encode``.
-
-    An encoder returning a distribution instead of a tensor (anything with
-    ``mode()``, e.g. the autoencoder's posterior) is reduced to its mode, the
-    posterior mean. (Tensors have a ``mode()`` too -- the statistical mode
-    along a dimension -- so they are returned as they are.)
-    """
-    encoded = model.encode(images)
-    return encoded if isinstance(encoded, torch.Tensor) else encoded.mode()
-
-
-def load_first_stage(params: FirstStageParams) -> Model:
-    """Build ``params.model`` and load its weights from ``params.checkpoint``; frozen, eval mode.
-
-    Raises a one-line :class:`~invproto.errors.CheckpointError` when the file is missing or unreadable,
-    or holds another model than the one described.
-    """
-    model = get_obj_from_str(params.model).from_params(**params.model_params)
-    with abort_cleanly():
-        state = load_checkpoint(params.checkpoint, model, "first-stage checkpoint",
-                                f"set model_params.first_stage (checkpoint, model, model_params) "
-                                f"to a checkpoint of {params.model} and the run's own model_params")
-    model.load_state_dict(state["model"])
-    return model.requires_grad_(False).eval()
+__all__ = ["IIN", "FactorIIN", "FirstStageParams", "first_stage_codes", "load_first_stage"]
 
 
 class IIN(Model):
@@ -87,22 +54,16 @@ class IIN(Model):
     def __init__(self, config):
         super().__init__(config)
         p = self.params
-        self.first_stage = load_first_stage(FirstStageParams(**p.first_stage))
-        self.code_dim = self._code_dim()
+        self.first_stage = load_first_stage(p.first_stage)
+        self.code_dim = self.first_stage.representation_dim
         self.flow = VectorFlow(FlowParams(in_dim=self.code_dim, n_flow=p.n_flow, hidden_depth=p.hidden_depth,
                                           hidden_dim=p.hidden_dim, seed=p.seed))
 
-    def _code_dim(self) -> int:
-        """D, the first stage's code size, from one blank image of its input shape."""
-        shape = self.first_stage.params
-        with torch.no_grad():
-            return first_stage_codes(self.first_stage, torch.zeros(1, shape.in_channels, shape.in_size,
-                                                                   shape.in_size)).shape[1]
-
     def describe(self) -> dict:
-        """As :meth:`Model.describe`, without the first stage's checkpoint path (its weights are saved here)."""
+        """As :meth:`Model.describe`, with the first stage described without its checkpoint path (its weights are
+        saved here) and without fields left at their defaults."""
         description = copy.deepcopy(super().describe())
-        description["model_params"]["first_stage"].pop("checkpoint")
+        description["model_params"]["first_stage"] = describe_first_stage(description["model_params"]["first_stage"])
         return description
 
     def train(self, mode: bool = True) -> "IIN":
@@ -113,12 +74,12 @@ class IIN(Model):
 
     @property
     def can_decode(self) -> bool:
-        return hasattr(self.first_stage, "decode")
+        return self.first_stage.can_decode
 
     @torch.no_grad()
     def codes(self, images: torch.Tensor) -> torch.Tensor:
-        """``(N, C, S, S)`` images in [-1, 1] -> ``(N, D)`` first-stage codes (no gradient)."""
-        return first_stage_codes(self.first_stage, images)
+        """``(N, C, S, S)`` images in [-1, 1] -> ``(N, D)`` first-stage codes, flattened (no gradient)."""
+        return self.first_stage.encode(images).flatten(1)
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(N, C, S, S)`` images -> ``(z (N, D), log|det dz/dc| (N,))``."""
