@@ -12,6 +12,7 @@ module                    datasets
 ``synthetic``             Sprites: rendered offline, known factors and parts
 ``cifar``                 CIFAR-10 (32 px)
 ``celeba``                CelebA (64 or 32 px), FactorCelebA pairs
+``image_folder``          ImageFolder: a folder of your own images
 ========================  ==================================================
 """
 
@@ -41,6 +42,7 @@ from invproto.data.colorful_mnist import (
     SingleColorfulMNISTTrain,
     SingleColorfulMNISTValidation,
 )
+from invproto.data.image_folder import ImageFolderTest, ImageFolderTrain, ImageFolderValidation
 from invproto.data.mnist import (
     FashionMNISTTest,
     FashionMNISTTrain,
@@ -71,4 +73,5 @@ __all__ = [
     "CelebATrain", "CelebAValidation", "CelebATest",
     "CelebA32Train", "CelebA32Validation", "CelebA32Test",
     "FactorCelebATrain", "FactorCelebAValidation", "FactorCelebATest",
+    "ImageFolderTrain", "ImageFolderValidation", "ImageFolderTest",
 ]
