@@ -44,3 +44,13 @@ def boxed(images: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
     drawn = [torchvision.utils.draw_bounding_boxes(image, box[None], colors="red")
              for image, box in zip(pixels, corners)]
     return torch.stack(drawn).float() / 127.5 - 1
+
+
+def grid_rows(columns: list[torch.Tensor]) -> torch.Tensor:
+    """One picture, row ``i`` = image ``i`` of every column: ``K`` tensors ``(R, C, H, W)`` -> ``(1, C, H', W')``.
+
+    Rows never wrap, so "first column = input" holds for every row; one pixel of padding at -1 (black).
+    """
+    stacked = torch.stack([column.float().cpu() for column in columns], dim=1)  # (R, K, C, H, W)
+    grid = torchvision.utils.make_grid(stacked.flatten(0, 1), nrow=stacked.shape[1], padding=1, pad_value=-1)
+    return grid[None]

@@ -16,6 +16,10 @@ class ClassifierIterator(Iterator):
 
     callbacks = {"eval_op": {"accuracy": accuracy}}
 
+    def trainable_parameters(self):
+        """Every parameter that takes gradients (a linear probe's frozen network does not)."""
+        return (p for p in self.model.parameters() if p.requires_grad)
+
     def train_step(self, batch: Batch) -> tuple[torch.Tensor, Scalars]:
         logits = self.model(batch["image"])
         loss = F.cross_entropy(logits, batch["class"])
