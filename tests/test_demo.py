@@ -36,7 +36,7 @@ TINY = ["--dataset_params/n_train", "64", "--dataset_params/n_validation", "16",
         "--num_steps", str(STEPS), "--log_freq", "2", "--n_data_processes", "1", "--optimizer/warmup_steps", "0"]
 AE_PARAMS = {"in_channels": 3, "in_size": 32, "n_down": 4, "base_channels": 4, "z_dim": 8}
 ITERATORS_WITHOUT_FID = '''"""invproto iterators without their FID callbacks, for the demo's tiny test runs."""
-from invproto.iterators import autoencoder, iin
+from invproto.iterators import autoencoder, cinn, iin
 
 
 def without_fid(callbacks: dict) -> dict:
@@ -49,11 +49,16 @@ class AutoencoderIterator(autoencoder.AutoencoderIterator):
 
 class IINIterator(iin.IINIterator):
     callbacks = without_fid(iin.IINIterator.callbacks)
+
+
+class ConditionalIINIterator(cinn.ConditionalIINIterator):
+    callbacks = without_fid(cinn.ConditionalIINIterator.callbacks)
 '''
 # The invproto iterator each of those derives from: what a run's saved config names for the demo, which refuses
 # a run naming code outside invproto.
 INVPROTO_ITERATORS = {"demo_fixture.AutoencoderIterator": "invproto.iterators.autoencoder.AutoencoderIterator",
-                      "demo_fixture.IINIterator": "invproto.iterators.iin.IINIterator"}
+                      "demo_fixture.IINIterator": "invproto.iterators.iin.IINIterator",
+                      "demo_fixture.ConditionalIINIterator": "invproto.iterators.cinn.ConditionalIINIterator"}
 
 
 def option_pairs(prefix: str, values: dict) -> list[str]:
@@ -119,7 +124,8 @@ def first_stages(workdir: Path) -> EdflowRunner:
 
 @functools.cache
 def demo_runs(workdir: Path) -> EdflowRunner:
-    """:func:`first_stages` plus an IIN, a dIIN and a prototype flow on the autoencoder, trained in parallel."""
+    """:func:`first_stages` plus an IIN, a dIIN and a prototype flow on the autoencoder and a conditional INN
+    of the classifier, trained in parallel."""
     runner = first_stages(workdir)
     ae_checkpoint = checkpoint(runner.run_dir("ae"))
     sprites = {"datasets": {"train": "invproto.data.SpritesTrain", "validation": "invproto.data.SpritesValidation"},
@@ -133,7 +139,16 @@ def demo_runs(workdir: Path) -> EdflowRunner:
                  *option_pairs("model_params", {"n_flow": 2, "hidden_dim": 16, "protos_per_class": 2}),
                  *option_pairs("iterator_params", {"kmeans_init": "false", "nearest_pool": 16,
                                                    "n_prototype_samples": 2, "n_nearest": 2})]
-    train_in_parallel(runner, {"iin": ["-b", iin], "diin": ["-b", diin], "protoflow": protoflow})
+    clf = {"model": "invproto.models.classifier.Classifier", "layer": "head",
+           "model_params": {"in_channels": 3, "in_size": 32, "n_classes": 5, "n_down": 4, "base_channels": 4,
+                            "code_dim": 64}, "checkpoint": str(checkpoint(runner.run_dir("clf")))}
+    cinn = scratch_config(runner, "cinn", "sprites_cinn", drop=("eval_pipeline",),
+                          iterator="demo_fixture.ConditionalIINIterator",
+                          model_params={"network": clf, "autoencoder": tiny_flow_params(ae_checkpoint)["first_stage"],
+                                        "embedder": {"embedding_dim": 8, "depth": 2}, "n_flow": 2,
+                                        "hidden_depth": 1, "hidden_dim": 16})
+    train_in_parallel(runner, {"iin": ["-b", iin], "diin": ["-b", diin], "protoflow": protoflow,
+                               "cinn": ["-b", cinn, "--iterator_params/attack_epsilon", "0.1"]})
     return runner
 
 
@@ -189,7 +204,8 @@ def test_run_table_lists_every_run_with_kind_dataset_step_and_key_metrics(demo_l
     runs = find_runs(demo_logs)
     table = run_table(runs)
     kinds = {name.rsplit("_", 1)[-1]: kind for name, kind in table["kind"].items()}
-    assert kinds == {"ae": "autoencoder", "clf": "classifier", "iin": "IIN", "diin": "dIIN", "protoflow": "prototype"}
+    assert kinds == {"ae": "autoencoder", "clf": "classifier", "iin": "IIN", "diin": "dIIN", "protoflow": "prototype",
+                     "cinn": "invariances"}
     assert set(table["step"]) == {STEPS}
     assert set(table["dataset"]) == {"SpritesTrain", "SpritesPairsTrain"}
     by_name = {name.rsplit("_", 1)[-1]: row for name, row in table.iterrows()}
@@ -319,6 +335,27 @@ def test_diin_views(demo_logs, monkeypatch):
     [decoded_a, decoded_b] = app.tabs[0].image[2].value
     swaps = [address for row in app.tabs[0].image[3:] for address in row.value]
     assert decoded_a == decoded_b and len(swaps) == 6 and set(swaps) == {decoded_a}
+
+
+def test_invariance_views(demo_logs, monkeypatch):
+    app = page(demo_logs, monkeypatch, run_named(demo_logs, "cinn"))
+    assert labels(app.tabs) == ["Invariances", "Attack", "Metrics"]
+    [table] = app.tabs[0].dataframe
+    rows = table.value
+    assert list(rows["compared with the input"]) == ["samples", "floor: reconstruction", "ceiling: another image"]
+    assert rows["relative error"].iloc[1] >= 0 and "same prediction" in rows
+    assert len(app.tabs[0].image[-1].value) == 8  # the default number of samples
+    first = list(app.tabs[0].image[-1].value)
+    app.button(key="cinn_resample").click().run()
+    assert_clean(app)
+    assert app.session_state["cinn_seed"] == 1 and list(app.tabs[0].image[-1].value) != first
+    app.slider(key="cinn_temperature").set_value(0.0).run()
+    assert len(set(app.tabs[0].image[-1].value)) == 1  # every draw is the flow's mode under this representation
+    app.slider(key="cinn_attack_epsilon").set_value(0.2).run()
+    assert_clean(app)
+    [perturbed, decodes] = app.tabs[1].image[-2:]
+    assert [c.split(":")[0] for c in perturbed.captions] == ["clean", "FGSM", "random signs"]
+    assert len(decodes.value) == 3
 
 
 def test_prototype_views(demo_logs, monkeypatch):

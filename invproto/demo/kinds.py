@@ -16,6 +16,7 @@ from collections.abc import Iterator, Mapping
 from invproto.config import get_obj_from_str
 from invproto.models.autoencoder import Autoencoder
 from invproto.models.base import Model
+from invproto.models.cinn import ConditionalIIN
 from invproto.models.classifier import Classifier
 from invproto.models.iin import IIN, FactorIIN
 from invproto.models.prototype_model import PrototypeModel
@@ -27,6 +28,7 @@ KINDS: dict[str, type] = {
     "IIN": IIN,
     "autoencoder": Autoencoder,
     "classifier": Classifier,
+    "invariances": ConditionalIIN,
 }
 
 # A string under one of these keys, at any depth, is an import path (``model``, ``first_stage.model``,
@@ -34,6 +36,10 @@ KINDS: dict[str, type] = {
 IMPORT_KEYS = frozenset({"model", "iterator", "target", "loss", "dataset"})
 # ... and so is every string value of these mappings (``datasets.train``, ``eval_pipeline.callbacks.<name>``).
 IMPORT_SECTIONS = frozenset({"datasets", "callbacks", "eval_callbacks"})
+# First-stage sources (invproto.models.first_stages) whose ``model`` is a name in a registry, not code to import;
+# TorchScript files are programs, so the demo refuses first stages read from them.
+NAMED_SOURCES = frozenset({"torchvision"})
+PROGRAM_SOURCES = frozenset({"torchscript"})
 INVPROTO_PATH = re.compile(r"invproto(\.[A-Za-z_]\w*)+", re.ASCII)
 
 
@@ -61,15 +67,34 @@ def import_paths(node: object, where: str = "", key: object = None, parent: obje
             yield where, node
     elif isinstance(node, Mapping):
         for child, value in node.items():
+            if child == "model" and node.get("source") in NAMED_SOURCES:
+                continue  # a torchvision builder name, not an import path
             yield from import_paths(value, f"{where}.{child}" if where else str(child), child, key)
     elif isinstance(node, list):
         for index, value in enumerate(node):
             yield from import_paths(value, f"{where}[{index}]", key, parent)
 
 
+def sources(node: object, where: str = "") -> Iterator[tuple[str, object]]:
+    """``(key path, value)`` of every first-stage ``source`` key in the config ``node``, at any depth."""
+    if isinstance(node, Mapping):
+        for child, value in node.items():
+            path = f"{where}.{child}" if where else str(child)
+            if child == "source":
+                yield path, value
+            yield from sources(value, path)
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            yield from sources(value, f"{where}[{index}]")
+
+
 def check_imports(config: Mapping, source: str) -> None:
     """Refuse (:class:`LoadError`) the config read from ``source`` when it names an import path outside
     ``invproto.``; nothing is imported."""
+    for where, kind in sources(config):
+        if kind in PROGRAM_SOURCES:
+            raise LoadError(f"{source} names {where} = {kind!r}: a TorchScript program, which the demo does not "
+                            f"load from a run's config; interpret it from the command line (edflow -p)")
     for where, import_path in import_paths(config):
         if not is_invproto_path(import_path):
             raise LoadError(f"{source} names {where} = {import_path!r}, which is not an invproto import path; "

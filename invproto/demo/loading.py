@@ -28,19 +28,23 @@ from invproto.demo.runs import Run
 from invproto.errors import InvprotoError
 from invproto.models.base import Model, load_checkpoint
 
+FIRST_STAGE_KEYS = ("first_stage", "network", "autoencoder")  # model_params sections naming a frozen first stage
+
 
 def model_params(run: Run) -> dict:
-    """The run's ``model_params``; a relative first-stage checkpoint path that does not exist from
-    here is taken relative to the directory edflow ran in (the parent of ``logs/``)."""
+    """The run's ``model_params``; a relative first-stage checkpoint path (``first_stage``, ``network``,
+    ``autoencoder``) that does not exist from here is taken relative to the directory edflow ran in (the
+    parent of ``logs/``)."""
     params = run.config.get("model_params") or {}
     if not isinstance(params, dict):
         raise run.problem(run.config_file, f"has model_params that are not a mapping (a {type(params).__name__})")
     params = copy.deepcopy(params)
-    first_stage = params.get("first_stage")
-    if isinstance(first_stage, dict) and first_stage.get("checkpoint"):
-        path = Path(first_stage["checkpoint"])
-        if not path.is_absolute() and not path.exists():
-            first_stage["checkpoint"] = str(run.project_dir / path)
+    for key in FIRST_STAGE_KEYS:
+        first_stage = params.get(key)
+        if isinstance(first_stage, dict) and first_stage.get("checkpoint"):
+            path = Path(first_stage["checkpoint"])
+            if not path.is_absolute() and not path.exists():
+                first_stage["checkpoint"] = str(run.project_dir / path)
     return params
 
 

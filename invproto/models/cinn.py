@@ -35,22 +35,19 @@ from invproto.models.base import Model
 from invproto.models.first_stages import FirstStage, FirstStageParams, describe_first_stage, load_first_stage
 from invproto.modules.conditional_flow import ConditionalFlowParams, ConditionalVectorFlow
 from invproto.modules.embedders import EmbedderParams, build_embedder
+from invproto.modules.flow import FlowShape
 
 
 class ConditionalIIN(Model):
     """Frozen network ``Φ`` and autoencoder ``(E, Dec)``; trained embedder ``e`` and flow ``t(c | e(Φ(x)))``."""
 
     @dataclass
-    class Params:
+    class Params(FlowShape):  # n_flow blocks of ActNorm -> conditional double coupling -> permutation
         network: FirstStageParams = field(default_factory=FirstStageParams)  # the network to interpret, read at
         #   its `layer` (any source of invproto.models.first_stages)
         autoencoder: FirstStageParams = field(default_factory=FirstStageParams)  # a trained invproto autoencoder:
         #   {model, model_params, checkpoint}
         embedder: EmbedderParams = field(default_factory=EmbedderParams)  # how Φ(x) becomes the flow's condition
-        n_flow: int = 12  # conditional flow blocks (ActNorm -> conditional double coupling -> permutation)
-        hidden_depth: int = 2  # coupling MLPs: Linear(in, h), hidden_depth x Linear(h, h), Linear(h, out)
-        hidden_dim: int = 512  # width of the coupling MLPs
-        seed: int = 0  # seed of the flow's fixed permutations
 
     def __init__(self, config):
         super().__init__(config)

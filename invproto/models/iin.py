@@ -35,7 +35,7 @@ from invproto.config.run import abort_cleanly
 from invproto.errors import ConfigError
 from invproto.models.base import Model
 from invproto.models.first_stages import FirstStageParams, describe_first_stage, first_stage_codes, load_first_stage
-from invproto.modules.flow import FlowParams, VectorFlow
+from invproto.modules.flow import FlowParams, FlowShape, VectorFlow
 
 __all__ = ["IIN", "FactorIIN", "FirstStageParams", "first_stage_codes", "load_first_stage"]
 
@@ -44,12 +44,8 @@ class IIN(Model):
     """Frozen first stage -> :class:`VectorFlow` on its codes."""
 
     @dataclass
-    class Params:
+    class Params(FlowShape):
         first_stage: FirstStageParams = field(default_factory=FirstStageParams)
-        n_flow: int = 12  # flow blocks (ActNorm -> double affine coupling -> permutation)
-        hidden_depth: int = 2  # coupling MLPs: Linear(in, h), hidden_depth x Linear(h, h), Linear(h, out)
-        hidden_dim: int = 512  # width of the coupling MLPs
-        seed: int = 0  # seed of the flow's fixed permutations
 
     def __init__(self, config):
         super().__init__(config)

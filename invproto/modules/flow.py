@@ -46,6 +46,16 @@ from invproto.modules.actnorm import ActNorm
 
 
 @dataclass
+class FlowShape:
+    """How a model configures its vector flow (``model_params``); the vector size comes from its first stage."""
+
+    n_flow: int = 12  # flow blocks (ActNorm -> double affine coupling -> permutation)
+    hidden_depth: int = 2  # coupling MLPs: Linear(in, h), hidden_depth x Linear(h, h), Linear(h, out)
+    hidden_dim: int = 512  # width of the coupling MLPs
+    seed: int = 0  # seed of the flow's fixed permutations
+
+
+@dataclass
 class FlowParams:
     """Shape of a :class:`VectorFlow`."""
 

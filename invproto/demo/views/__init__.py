@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from invproto.demo.views import autoencoder, classifier, iin, prototypes
+from invproto.demo.views import autoencoder, classifier, iin, invariances, prototypes
 from invproto.demo.views.common import ViewContext
 
 View = Callable[[ViewContext], None]
@@ -21,4 +21,5 @@ VIEWS: dict[str, list[tuple[str, View]]] = {
              ("Interpolation", iin.interpolation)],
     "prototype": [("Prototypes", prototypes.gallery), ("Explain an image", prototypes.explain)],
     "classifier": [("Explain an image", classifier.predict)],
+    "invariances": [("Invariances", invariances.invariances), ("Attack", invariances.attack)],
 }
