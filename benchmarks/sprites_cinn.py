@@ -88,13 +88,16 @@ def read_samples(cinn, images: torch.Tensor, n_samples: int) -> tuple[np.ndarray
     return logits.argmax(1).numpy(), read_colours(to_hwc(images)), sample_classes.numpy(), sample_colours
 
 
-def run_ground_truth(overrides: dict[str, list[str]], n_images: int, n_samples: int,
-                     name: str = "bench") -> GroundTruth:
-    """Train the five stages (``overrides`` per stage key: ae, clf, cinn) and read the samples."""
-    ae, _ = train("configs/sprites_ae_cpu.yaml", f"{name}_sprites_ae", *overrides.get("ae", []))
-    shape_clf, _ = train("configs/sprites_clf.yaml", f"{name}_sprites_shape_clf", *overrides.get("clf", []))
-    both_clf, _ = train("configs/sprites_clf.yaml", f"{name}_sprites_shape_colour_clf", *SHAPE_COLOUR,
-                        *overrides.get("clf", []))
+def run_ground_truth(overrides: dict[str, list[str]], n_images: int, n_samples: int, name: str = "bench",
+                     stages: dict[str, Path | None] | None = None) -> GroundTruth:
+    """Train the five stages (``overrides`` per stage key: ae, clf, cinn; ``stages`` reuses runs of the
+    autoencoder and the classifiers: keys ae, shape, joint) and read the samples."""
+    stages = stages or {}
+    ae = stages.get("ae") or train("configs/sprites_ae_cpu.yaml", f"{name}_sprites_ae", *overrides.get("ae", []))[0]
+    shape_clf = stages.get("shape") or train("configs/sprites_clf.yaml", f"{name}_sprites_shape_clf",
+                                             *overrides.get("clf", []))[0]
+    both_clf = stages.get("joint") or train("configs/sprites_clf.yaml", f"{name}_sprites_shape_colour_clf",
+                                            *SHAPE_COLOUR, *overrides.get("clf", []))[0]
     shape_cinn, _ = train("configs/sprites_cinn.yaml", f"{name}_sprites_cinn",
                           *cinn_overrides(shape_clf, ae, *overrides.get("cinn", [])))
     both_cinn, _ = train("configs/sprites_cinn.yaml", f"{name}_sprites_cinn_control",
@@ -116,9 +119,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n-images", type=int, default=500, help="validation images whose samples are read")
     parser.add_argument("--n-samples", type=int, default=6, help="samples per image")
+    for stage, config in (("ae", "sprites_ae_cpu"), ("shape", "sprites_clf"), ("joint", "sprites_clf x label")):
+        parser.add_argument(f"--{stage}-run", type=Path, help=f"reuse a run of {config} (else trained)")
     args = parser.parse_args()
     start = time.perf_counter()
-    truth = run_ground_truth({}, args.n_images, args.n_samples)
+    truth = run_ground_truth({}, args.n_images, args.n_samples,
+                             stages={"ae": args.ae_run, "shape": args.shape_run, "joint": args.joint_run})
     wall = time.perf_counter() - start
     extra = dict(n_images=args.n_images, n_samples=args.n_samples, **vars(truth))
     write_result("sprites_cinn.shape_kept", round(truth.shape_kept, 4), "fraction", 0.90, wall, **extra)
