@@ -44,7 +44,8 @@ from invproto.data.synthetic import read_colours
 from invproto.io import latest_checkpoint, load_weights
 from invproto.pictures import standard_normal, to_hwc
 
-SHAPE_COLOUR = ["--dataset_params/label", "shape_color", "--model_params/n_classes", "30"]
+SHAPE_COLOUR_DATA = ["--dataset_params/label", "shape_color"]  # 30 classes: shape * 6 + colour
+SHAPE_COLOUR = [*SHAPE_COLOUR_DATA, "--model_params/n_classes", "30"]
 
 
 @dataclass
@@ -55,6 +56,8 @@ class GroundTruth:
     colour_changed: float  # shape-only network: samples of another colour than the input
     colour_kept_control: float  # shape x colour network: samples of the input's colour
     shape_colour_kept_control: float  # shape x colour network: samples classified as the input
+    shape_floor: float  # shape-only network: the autoencoder's reconstructions classified as the input
+    colour_floor: float  # the autoencoder's reconstructions of the input's colour
 
 
 def checkpoint_of(run: Path) -> str:
@@ -76,6 +79,16 @@ def cinn_overrides(network: Path, autoencoder: Path, *extra: str) -> list[str]:
 
 
 @torch.no_grad()
+def floors(cinn, images: torch.Tensor) -> tuple[float, float]:
+    """How often the autoencoder's reconstructions keep the network's class and the read colour of the inputs:
+    what samples, which pass through the same decoder, can keep at best."""
+    reconstructions = cinn.reconstruct(images)
+    same_class = cinn.network.classify(reconstructions).argmax(1) == cinn.network.classify(images).argmax(1)
+    same_colour = read_colours(to_hwc(reconstructions)) == read_colours(to_hwc(images))
+    return float(same_class.float().mean()), float(same_colour.mean())
+
+
+@torch.no_grad()
 def read_samples(cinn, images: torch.Tensor, n_samples: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """For ``(N, 3, S, S)`` images: the network's classes and the read colours of inputs ``(N,)`` and of
     ``n_samples`` samples each ``(N, n_samples)``."""
@@ -91,25 +104,29 @@ def read_samples(cinn, images: torch.Tensor, n_samples: int) -> tuple[np.ndarray
 def run_ground_truth(overrides: dict[str, list[str]], n_images: int, n_samples: int, name: str = "bench",
                      stages: dict[str, Path | None] | None = None) -> GroundTruth:
     """Train the five stages (``overrides`` per stage key: ae, clf, cinn; ``stages`` reuses runs of the
-    autoencoder and the classifiers: keys ae, shape, joint) and read the samples."""
+    autoencoder, the classifiers and the conditional INNs: keys ae, shape, joint, cinn, cinn_control) and read
+    the samples."""
     stages = stages or {}
     ae = stages.get("ae") or train("configs/sprites_ae_cpu.yaml", f"{name}_sprites_ae", *overrides.get("ae", []))[0]
     shape_clf = stages.get("shape") or train("configs/sprites_clf.yaml", f"{name}_sprites_shape_clf",
                                              *overrides.get("clf", []))[0]
     both_clf = stages.get("joint") or train("configs/sprites_clf.yaml", f"{name}_sprites_shape_colour_clf",
                                             *SHAPE_COLOUR, *overrides.get("clf", []))[0]
-    shape_cinn, _ = train("configs/sprites_cinn.yaml", f"{name}_sprites_cinn",
-                          *cinn_overrides(shape_clf, ae, *overrides.get("cinn", [])))
-    both_cinn, _ = train("configs/sprites_cinn.yaml", f"{name}_sprites_cinn_control",
-                         *cinn_overrides(both_clf, ae, "--model_params/network/model_params/n_classes", "30",
-                                         *SHAPE_COLOUR, *overrides.get("cinn", [])))
+    shape_cinn = stages.get("cinn") or train("configs/sprites_cinn.yaml", f"{name}_sprites_cinn",
+                                             *cinn_overrides(shape_clf, ae, *overrides.get("cinn", [])))[0]
+    both_cinn = stages.get("cinn_control") or train(
+        "configs/sprites_cinn.yaml", f"{name}_sprites_cinn_control",
+        *cinn_overrides(both_clf, ae, "--model_params/network/model_params/n_classes", "30", *SHAPE_COLOUR_DATA,
+                        *overrides.get("cinn", [])))[0]
     shape_model, both_model = load_run_model(shape_cinn), load_run_model(both_cinn)
     validation = get_obj_from_str("invproto.data.SpritesValidation")(
         yaml.safe_load((REPO / "configs" / "sprites_cinn.yaml").read_text()))
     images = torch.from_numpy(validation.get_batch(np.arange(n_images))["image"]).permute(0, 3, 1, 2)
     classes, colours, sample_classes, sample_colours = read_samples(shape_model, images, n_samples)
     both_classes, _, both_sample_classes, both_sample_colours = read_samples(both_model, images, n_samples)
-    return GroundTruth(shape_kept=float((sample_classes == classes[:, None]).mean()),
+    shape_floor, colour_floor = floors(shape_model, images)
+    return GroundTruth(shape_floor=shape_floor, colour_floor=colour_floor,
+                       shape_kept=float((sample_classes == classes[:, None]).mean()),
                        colour_changed=float((sample_colours != colours[:, None]).mean()),
                        colour_kept_control=float((both_sample_colours == colours[:, None]).mean()),
                        shape_colour_kept_control=float((both_sample_classes == both_classes[:, None]).mean()))
@@ -119,12 +136,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n-images", type=int, default=500, help="validation images whose samples are read")
     parser.add_argument("--n-samples", type=int, default=6, help="samples per image")
-    for stage, config in (("ae", "sprites_ae_cpu"), ("shape", "sprites_clf"), ("joint", "sprites_clf x label")):
+    for stage, config in (("ae", "sprites_ae_cpu"), ("shape", "sprites_clf"), ("joint", "sprites_clf x label"),
+                          ("cinn", "sprites_cinn"), ("cinn-control", "sprites_cinn x label")):
         parser.add_argument(f"--{stage}-run", type=Path, help=f"reuse a run of {config} (else trained)")
     args = parser.parse_args()
     start = time.perf_counter()
     truth = run_ground_truth({}, args.n_images, args.n_samples,
-                             stages={"ae": args.ae_run, "shape": args.shape_run, "joint": args.joint_run})
+                             stages={"ae": args.ae_run, "shape": args.shape_run, "joint": args.joint_run,
+                                     "cinn": args.cinn_run, "cinn_control": args.cinn_control_run})
     wall = time.perf_counter() - start
     extra = dict(n_images=args.n_images, n_samples=args.n_samples, **vars(truth))
     write_result("sprites_cinn.shape_kept", round(truth.shape_kept, 4), "fraction", 0.90, wall, **extra)
