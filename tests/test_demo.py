@@ -264,7 +264,7 @@ def test_only_invproto_model_classes_are_built(demo_logs, tmp_path):
 def test_page_lists_the_runs_and_picks_a_checkpoint(demo_logs, monkeypatch):
     app = page(demo_logs, monkeypatch, run_named(demo_logs, "clf"))
     listed = app.table[0].value.index.tolist()
-    assert sorted(name.rsplit("_", 1)[-1] for name in listed) == ["ae", "clf", "diin", "iin", "protoflow"]
+    assert sorted(name.rsplit("_", 1)[-1] for name in listed) == ["ae", "cinn", "clf", "diin", "iin", "protoflow"]
     assert app.sidebar.selectbox(key="run").options == listed
     [checkpoints] = [box for box in app.sidebar.selectbox if box.label == "checkpoint"]
     assert checkpoints.value == f"model-{STEPS}.ckpt"

@@ -75,7 +75,7 @@ class IIN(Model):
     @torch.no_grad()
     def codes(self, images: torch.Tensor) -> torch.Tensor:
         """``(N, C, S, S)`` images in [-1, 1] -> ``(N, D)`` first-stage codes, flattened (no gradient)."""
-        return self.first_stage.encode(images).flatten(1)
+        return first_stage_codes(self.first_stage, images)
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(N, C, S, S)`` images -> ``(z (N, D), log|det dz/dc| (N,))``."""

@@ -65,6 +65,7 @@ class FirstStage(nn.Module):
         network = BUILDERS[params.source](params, key)
         self.network = network.module
         self._tap = network.tap
+        self._layer_names = network.layer_names
         preprocess = {**network.preprocess_defaults,
                       **{k: v for k, v in vars(params.preprocess).items() if v is not None}}
         self.preprocess = Preprocess(PreprocessParams(**preprocess))
@@ -103,6 +104,11 @@ class FirstStage(nn.Module):
         ``<owner>.network.<weights>``."""
         for name in [k for k in state_dict if k.startswith(prefix) and not k.startswith(prefix + "network.")]:
             state_dict[prefix + "network." + name[len(prefix):]] = state_dict.pop(name)
+
+    def layer_names(self) -> list[str]:
+        """The valid ``layer`` values besides null: module names (torchvision: also graph nodes that are not
+        modules; tf_inception: also ``pool3``), or a TorchScript file's exported methods."""
+        return list(self._layer_names())
 
     @property
     def representation_dim(self) -> int:

@@ -10,10 +10,16 @@ across devices.
 * :class:`HookTap` -- a module's output, read with a forward hook; without
   ``need_output`` the forward pass stops right after that module;
 * :class:`GraphTap` -- a node of a torchvision ``feature_extraction`` graph
-  module built with two outputs (``representation``, ``output``);
+  module built with two outputs (``representation``, ``output``) by
+  :func:`graph_with_two_outputs`;
 * :class:`MethodTap` -- a TorchScript method (ScriptModules take no hooks);
 * :class:`EncodeTap` -- an invproto model's ``encode`` (its posterior mode for
   an autoencoder).
+
+When the network runs on past the layer, the representation is a copy taken
+as soon as the layer has computed it: later in-place operations (resnet's
+``out += identity``, ``ReLU(inplace=True)``) would otherwise change it, and
+``encode`` and ``encode_and_classify`` would disagree.
 """
 
 from __future__ import annotations
@@ -33,14 +39,19 @@ class _StopForward(Exception):
 
 
 def first_stage_codes(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
-    """``(N, C, S, S)`` images -> ``(N, D)`` codes of ``model.encode``.
+    """``(N, C, S, S)`` images -> ``(N, D)`` codes of ``model.encode`` (an invproto model or a
+    :class:`~invproto.models.first_stages.FirstStage`), flattened after ``N``.
 
     An encoder returning a distribution instead of a tensor (anything with
     ``mode()``, e.g. the autoencoder's posterior) is reduced to its mode, the
     posterior mean. (Tensors have a ``mode()`` too -- the statistical mode
     along a dimension -- so they are returned as they are.)
     """
-    encoded = model.encode(images)
+    return code_tensor(model.encode(images)).flatten(1)
+
+
+def code_tensor(encoded) -> torch.Tensor:
+    """What an ``encode`` returned, as a tensor: a distribution (anything with ``mode()``) becomes its mode."""
     return encoded if isinstance(encoded, torch.Tensor) else encoded.mode()
 
 
@@ -58,9 +69,12 @@ class HookTap:
         captured = {}
 
         def hook(module, inputs, output):
-            captured["representation"] = output
+            if "representation" in captured:  # a module run more than once (resnet's relu): its first output
+                return
             if not need_output:
+                captured["representation"] = output
                 raise _StopForward
+            captured["representation"] = output.clone() if isinstance(output, torch.Tensor) else output
 
         handle = network.get_submodule(self.module_name).register_forward_hook(hook)
         try:
@@ -73,6 +87,22 @@ class HookTap:
             raise ConfigError(f"layer '{self.module_name}' did not run in the network's forward pass; "
                               f"choose a layer the forward pass uses")
         return captured["representation"], output
+
+
+def graph_with_two_outputs(module: nn.Module, node: str, output_node: str) -> nn.Module:
+    """``module`` traced into a graph module returning ``{"representation": <node>, "output": <output_node>}``,
+    the representation copied right after ``node`` runs (see the module docstring)."""
+    from torchvision.models.feature_extraction import create_feature_extractor
+
+    graph_module = create_feature_extractor(module, return_nodes={node: "representation", output_node: "output"})
+    graph = graph_module.graph
+    returned = next(graph_node for graph_node in graph.nodes if graph_node.op == "output")
+    outputs = dict(returned.args[0])
+    with graph.inserting_after(outputs["representation"]):
+        outputs["representation"] = graph.call_function(torch.clone, (outputs["representation"],))
+    returned.args = (outputs,)
+    graph_module.recompile()
+    return graph_module
 
 
 class GraphTap:
@@ -90,8 +120,25 @@ class MethodTap:
 
 
 class EncodeTap:
+    """With ``need_output``, the codes are the ones the model's forward pass computes on its way to the output
+    (its ``encode`` is watched during that one pass, as a classifier's ``head(encode(x))`` does); a forward
+    pass that does not call ``encode`` exactly once costs a second pass through ``encode``."""
+
     def __call__(self, network: nn.Module, x: torch.Tensor, need_output: bool):
-        return first_stage_codes(network, x), network(x) if need_output else None
+        if not need_output:
+            return code_tensor(network.encode(x)), None
+        encode, seen = network.encode, []
+
+        def watched_encode(*args, **kwargs):
+            seen.append(encode(*args, **kwargs))
+            return seen[-1]
+
+        network.encode = watched_encode
+        try:
+            output = network(x)
+        finally:
+            del network.encode
+        return code_tensor(seen[0] if len(seen) == 1 else encode(x)), output
 
 
 def module_names(network: nn.Module) -> list[str]:

@@ -12,6 +12,7 @@ allows).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Callable
 
 import torch
@@ -29,6 +30,7 @@ from invproto.models.first_stages.layers import (
     HookTap,
     MethodTap,
     OutputTap,
+    graph_with_two_outputs,
     module_names,
     unknown_layer,
 )
@@ -43,6 +45,7 @@ class Network:
 
     module: nn.Module  # what runs (for a torchvision graph node: the feature-extraction graph module)
     tap: Callable  # (module, x, need_output) -> (representation, output or None)
+    layer_names: Callable[[], list[str]]  # the valid `layer` values (besides None), built when asked
     in_channels: int | None = None  # the images it takes, when the source knows (invproto models)
     in_size: int | None = None
     preprocess_defaults: dict = field(default_factory=dict)  # PreprocessParams fields the config leaves null
@@ -76,14 +79,35 @@ def load_state(module: nn.Module, path: str, key: str, what: str) -> None:
                               f"({detail}); give a state dict saved from {what}") from None
 
 
-def hooked(module: nn.Module, layer: str | None, key: str, what: str, extra: tuple[str, ...] = ()) -> Callable:
-    """The tap of ``layer`` (a module name) on ``module``; ``None``: its output."""
+def hooked(module: nn.Module, layer: str | None, key: str, what: str, names: list[str]) -> Callable:
+    """The tap of ``layer`` (a module name of ``module``, one of ``names``) on ``module``; ``None``: its output."""
     if layer is None:
         return OutputTap()
-    names = module_names(module)
     if layer not in names:
-        raise unknown_layer(key, layer, what, list(extra) + names)
+        raise unknown_layer(key, layer, what, names)
     return HookTap(layer)
+
+
+def graph_node_names(module: nn.Module) -> list[str]:
+    """The nodes of a torchvision model's traced graph in eval mode, in execution order (the last: its output)."""
+    from torchvision.models.feature_extraction import get_graph_node_names
+
+    return get_graph_node_names(module)[1]
+
+
+def torchvision_layer_names(module: nn.Module) -> list[str]:
+    """A torchvision model's module names, then the nodes of its traced graph that are not modules."""
+    return list(dict.fromkeys(module_names(module) + graph_node_names(module)))
+
+
+def script_method_names(module: torch.jit.ScriptModule) -> list[str]:
+    """The exported methods of a TorchScript module other than ``forward``."""
+    return [name for name in module._c._method_names() if name != "forward"]
+
+
+def tf_inception_layer_names(module: nn.Module) -> list[str]:
+    """``pool3`` (the network's output) and TF-Inception's module names (``layers.conv`` ... ``layers.mixed_10``)."""
+    return ["pool3", *module_names(module)]
 
 
 def invproto_network(p: FirstStageParams, key: str) -> Network:
@@ -95,15 +119,14 @@ def invproto_network(p: FirstStageParams, key: str) -> Network:
                             f"set {key} (checkpoint, model, model_params) to a checkpoint of {p.model} and "
                             f"the run's own model_params")
     model.load_state_dict(state["model"])
-    tap = EncodeTap() if p.layer is None else hooked(model, p.layer, key, p.model)
-    return Network(model, tap, model.params.in_channels, model.params.in_size,
+    tap = EncodeTap() if p.layer is None else hooked(model, p.layer, key, p.model, module_names(model))
+    return Network(model, tap, partial(module_names, model), model.params.in_channels, model.params.in_size,
                    outputs_logits=getattr(model, "outputs_logits", False),
                    can_decode=p.layer is None and hasattr(model, "decode"))
 
 
 def torchvision_network(p: FirstStageParams, key: str) -> Network:
     import torchvision
-    from torchvision.models.feature_extraction import create_feature_extractor, get_graph_node_names
 
     available = torchvision.models.list_models()
     if p.model not in available:
@@ -120,14 +143,16 @@ def torchvision_network(p: FirstStageParams, key: str) -> Network:
                           f"model_params {dict(p.model_params)} ({error})") from None
     if p.checkpoint is not None:
         load_state(module, p.checkpoint, key, what)
+    layer_names = partial(torchvision_layer_names, module)
     if p.layer is None or p.layer in module_names(module):
-        return Network(module, hooked(module, p.layer, key, what))
+        return Network(module, hooked(module, p.layer, key, what, module_names(module)), layer_names)
     module.eval()
-    nodes = get_graph_node_names(module)[1]
+    nodes = graph_node_names(module)
     if p.layer not in nodes:
-        raise unknown_layer(key, p.layer, what, list(dict.fromkeys(module_names(module) + nodes)))
-    graph = create_feature_extractor(module, return_nodes={p.layer: "representation", nodes[-1]: "output"})
-    return Network(graph, GraphTap())
+        raise unknown_layer(key, p.layer, what, layer_names())
+    if p.layer == nodes[-1]:  # the graph's output node: the network's output
+        return Network(module, OutputTap(), layer_names)
+    return Network(graph_with_two_outputs(module, p.layer, nodes[-1]), GraphTap(), layer_names)
 
 
 def torchscript_network(p: FirstStageParams, key: str) -> Network:
@@ -139,13 +164,13 @@ def torchscript_network(p: FirstStageParams, key: str) -> Network:
         raise CheckpointError(f"{key}.checkpoint {p.checkpoint} is not a readable TorchScript file "
                               f"({str(error).strip().splitlines()[0] if str(error).strip() else error}); "
                               f"save one with torch.jit.save(torch.jit.script(model), path)") from None
+    layer_names = partial(script_method_names, module)
     if p.layer is None:
-        return Network(module, OutputTap())
-    methods = [name for name in module._c._method_names() if name != "forward"]
-    if p.layer not in methods:
+        return Network(module, OutputTap(), layer_names)
+    if p.layer not in layer_names():
         raise unknown_layer(key, p.layer, f"TorchScript file {p.checkpoint} (TorchScript modules take no "
-                            "hooks: a layer is one of its exported methods, or null for forward)", methods)
-    return Network(module, MethodTap(p.layer))
+                            "hooks: a layer is one of its exported methods, or null for forward)", layer_names())
+    return Network(module, MethodTap(p.layer), layer_names)
 
 
 def module_network(p: FirstStageParams, key: str) -> Network:
@@ -158,16 +183,17 @@ def module_network(p: FirstStageParams, key: str) -> Network:
     module = module_class(**p.model_params)
     what = f"{p.model}({', '.join(f'{k}={v}' for k, v in p.model_params.items())})"
     load_state(module, p.checkpoint, key, what)
-    return Network(module, hooked(module, p.layer, key, what))
+    return Network(module, hooked(module, p.layer, key, what, module_names(module)), partial(module_names, module))
 
 
 def tf_inception_network(p: FirstStageParams, key: str) -> Network:
     module = InceptionNetwork()
     module.load_state_dict(load_folded_weights())
     layer = None if p.layer == "pool3" else p.layer
-    tap = hooked(module, layer, key, "TF-Inception (2015-12-05, weights up to pool3)", extra=("pool3",))
-    return Network(module, tap, preprocess_defaults={"value_range": list(TF_INCEPTION_RANGE), "channels": 3},
-                   outputs_logits=False)
+    tap = hooked(module, layer, key, "TF-Inception (2015-12-05, weights up to pool3)",
+                 tf_inception_layer_names(module))
+    return Network(module, tap, partial(tf_inception_layer_names, module),
+                   preprocess_defaults={"value_range": list(TF_INCEPTION_RANGE), "channels": 3}, outputs_logits=False)
 
 
 BUILDERS: dict[str, Callable[[FirstStageParams, str], Network]] = {
