@@ -42,7 +42,7 @@ from benchmarks.runs import REPO, train
 from invproto.config import get_obj_from_str
 from invproto.data.synthetic import read_colours
 from invproto.io import latest_checkpoint, load_weights
-from invproto.pictures import standard_normal, to_hwc
+from invproto.pictures import per_example_normal, to_hwc
 
 SHAPE_COLOUR_DATA = ["--dataset_params/label", "shape_color"]  # 30 classes: shape * 6 + colour
 SHAPE_COLOUR = [*SHAPE_COLOUR_DATA, "--model_params/n_classes", "30"]
@@ -94,7 +94,7 @@ def read_samples(cinn, images: torch.Tensor, n_samples: int) -> tuple[np.ndarray
     ``n_samples`` samples each ``(N, n_samples)``."""
     network = cinn.network
     representation, logits = network.encode_and_classify(images)
-    noise = torch.cat([standard_normal((n_samples, cinn.code_dim), 0, i) for i in range(len(images))])
+    noise = per_example_normal(range(len(images)), cinn.code_dim, 0, n_samples)
     samples = cinn.sample(representation.repeat_interleave(n_samples, 0), noise)
     sample_classes = network.classify(samples).argmax(1).view(len(images), n_samples)
     sample_colours = read_colours(to_hwc(samples)).reshape(len(images), n_samples)

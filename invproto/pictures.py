@@ -28,6 +28,12 @@ def standard_normal(shape: tuple[int, ...], *seed: int) -> torch.Tensor:
     return torch.from_numpy(np.random.default_rng(list(seed)).standard_normal(shape, dtype=np.float32))
 
 
+def per_example_normal(indices, dim: int, seed: int, n_samples: int = 1) -> torch.Tensor:
+    """``(N * n_samples, dim)`` N(0, I) draws, ``n_samples`` rows per example seeded by ``(seed, index)``:
+    an example's draws do not depend on its batch, its device or the batch size."""
+    return torch.cat([standard_normal((n_samples, dim), seed, int(i)) for i in indices])
+
+
 def heat_overlay(images: torch.Tensor, heat: torch.Tensor) -> torch.Tensor:
     """``(n, C, S, S)`` images, ``(n, S, S)`` heat maps -> ``(n, 3, S, S)``, half image, half jet (all in [-1, 1])."""
     low, high = heat.amin(dim=(1, 2), keepdim=True), heat.amax(dim=(1, 2), keepdim=True)

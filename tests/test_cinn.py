@@ -151,6 +151,25 @@ def test_eval_step_measures_samples_against_floor_and_ceiling(cinn, tmp_path, mo
     assert "correct_attacked" in adversarial_invariances(str(root), None, data_out, config)["scalars"]
 
 
+def test_perturbed_views_decode_the_clean_code_under_each_representation(cinn):
+    from invproto.interpret.attacks import perturbed_views
+
+    images = torch.rand(4, 3, 16, 16) * 2 - 1
+    with torch.no_grad():
+        labels = cinn.network.classify(images).argmax(1)
+        z, _ = cinn(images)
+        views = perturbed_views(cinn, images, labels, z, 0.2, seed=1)
+        assert set(views) == {"clean", "attacked", "random"}
+        # clean: the INN's reconstruction (decode of the image's own code under its own representation)
+        torch.testing.assert_close(views["clean"].decode, cinn.reconstruct(images), atol=1e-5, rtol=1e-4)
+        for view in views.values():
+            torch.testing.assert_close(view.classes, cinn.network.classify(view.images).argmax(1))
+            torch.testing.assert_close(view.decode_classes, cinn.network.classify(view.decode).argmax(1))
+            assert (view.images - images).abs().max() <= 0.2 + 1e-6
+        assert (views["attacked"].images - images).abs().amax() > 0.19
+        assert not torch.equal(views["attacked"].images, views["random"].images)
+
+
 def test_log_step_keeps_each_input_in_its_row(cinn, tmp_path, monkeypatch):
     iterator = iterator_for(cinn, tmp_path, monkeypatch)
     with torch.no_grad():

@@ -14,7 +14,7 @@ from conftest import REPO
 from invproto.errors import ConfigError
 from invproto.interpret.attacks import fgsm, random_sign
 from invproto.interpret.invariance_metrics import cosine, relative_error
-from invproto.pictures import grid_rows
+from invproto.pictures import grid_rows, per_example_normal, standard_normal
 
 
 def linear_classifier() -> nn.Module:
@@ -51,6 +51,15 @@ def test_random_sign_has_the_same_size_is_seeded_and_not_fgsm():
     assert torch.equal(control, random_sign(images, 0.1, seed=3))
     assert not torch.equal(control, random_sign(images, 0.1, seed=4))
     assert 0.3 < (control > 0).float().mean() < 0.7
+
+
+def test_per_example_noise_depends_only_on_seed_and_index():
+    draws = per_example_normal(torch.tensor([4, 7, 9]), 5, seed=2, n_samples=3)
+    assert draws.shape == (9, 5)
+    torch.testing.assert_close(draws[3:6], per_example_normal([7], 5, seed=2, n_samples=3))  # batch independent
+    torch.testing.assert_close(per_example_normal([7], 5, seed=2)[0], standard_normal((5,), 2, 7))
+    assert not torch.equal(draws[0:3], draws[3:6])
+    assert not torch.equal(draws, per_example_normal(torch.tensor([4, 7, 9]), 5, seed=3, n_samples=3))
 
 
 def test_representation_distances():

@@ -20,7 +20,7 @@ from invproto.config.schema import OptimizerParams
 from invproto.errors import CheckpointError
 from invproto.iterators.base import Batch, Iterator, Scalars
 from invproto.iterators.optimization import build_optimizer, current_factor
-from invproto.pictures import standard_normal, to_hwc, to_uint8_hwc
+from invproto.pictures import per_example_normal, standard_normal, to_hwc, to_uint8_hwc
 
 
 class AutoencoderIterator(Iterator):
@@ -104,8 +104,7 @@ class AutoencoderIterator(Iterator):
         images = batch["image"]
         posterior = self.model.encode(images)
         reconstructions = self.model.decode(posterior.mode())
-        z_dim = self.model.params.z_dim
-        noise = torch.stack([standard_normal((z_dim,), self.settings.seed, int(i)) for i in batch["index_"]])
+        noise = per_example_normal(batch["index_"], self.model.params.z_dim, self.settings.seed)
         return {"kl": posterior.kl().float().cpu().numpy(),
                 "l1": (images - reconstructions).abs().flatten(1).mean(1).float().cpu().numpy(),
                 "reconstruction": to_uint8_hwc(reconstructions),

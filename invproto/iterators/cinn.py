@@ -21,7 +21,7 @@ floor (the autoencoder's reconstruction of the input, ``*_floor``) and the
 ceiling (another image of the batch, the next one, ``*_ceiling``); for a
 network that classifies, how often they are classified as the input is
 (``agree_*``); with ``attack_epsilon > 0`` and labelled data, the FGSM view
-(:func:`adversarial_outputs`).
+(:func:`attack_outcomes`).
 """
 
 from __future__ import annotations
@@ -34,42 +34,25 @@ import torch
 from invproto.callbacks.fid import fid_samples
 from invproto.callbacks.invariances import adversarial_invariances, prediction_agreement, representation_fidelity
 from invproto.callbacks.likelihood import likelihood
-from invproto.interpret.attacks import fgsm, random_sign
+from invproto.interpret.attacks import perturbed_views
 from invproto.interpret.invariance_metrics import cosine, relative_error
 from invproto.iterators.base import Batch, Iterator, Scalars
 from invproto.losses.iin import HALF_LOG_TWO_PI
 from invproto.models.cinn import ConditionalIIN
-from invproto.pictures import grid_rows, standard_normal, to_hwc, to_uint8_hwc
+from invproto.pictures import grid_rows, per_example_normal, to_hwc, to_uint8_hwc
 
 
-def seeded_noise(indices: torch.Tensor, n_samples: int, dim: int, seed: int) -> torch.Tensor:
-    """``(N * n_samples, dim)`` N(0, I) draws, ``n_samples`` per example seeded by ``(seed, index)``."""
-    return torch.cat([standard_normal((n_samples, dim), seed, int(i)) for i in indices])
-
-
-def adversarial_outputs(model: ConditionalIIN, images: torch.Tensor, labels: torch.Tensor, z: torch.Tensor,
-                        epsilon: float, seed: int) -> dict[str, torch.Tensor]:
-    """What an FGSM attack of size ``epsilon`` does to the network, and what the attacked network "sees".
-
-    ``(N, C, S, S)`` images, ``(N,)`` labels, ``(N, D)`` their flow codes.
-    Returns per example (float 0/1): ``correct_clean``, ``correct_attacked``,
-    ``correct_random`` (the random-sign control of the same size), and
-    ``attacked_decode_agrees`` / ``random_decode_agrees``: whether the clean
-    flow code decoded under the perturbed representation is classified as the
-    perturbed image is, plus the decodes themselves (``attacked_decode``,
-    ``random_decode``, ``(N, C, S, S)``) and the perturbed images.
-    """
-    network = model.network
-    perturbed = {"attacked": fgsm(network.classify, images, labels, epsilon),
-                 "random": random_sign(images, epsilon, seed)}
-    outputs = {"correct_clean": (network.classify(images).argmax(1) == labels).float()}
-    for kind, perturbed_images in perturbed.items():
-        representation, logits = network.encode_and_classify(perturbed_images)
-        decode = model.decode(z, representation)
-        outputs[f"correct_{kind}"] = (logits.argmax(1) == labels).float()
-        outputs[f"{kind}_decode_agrees"] = (network.classify(decode).argmax(1) == logits.argmax(1)).float()
-        outputs[f"{kind}_images"], outputs[f"{kind}_decode"] = perturbed_images, decode
-    return outputs
+def attack_outcomes(model: ConditionalIIN, images: torch.Tensor, labels: torch.Tensor, z: torch.Tensor,
+                    epsilon: float, seed: int) -> dict[str, torch.Tensor]:
+    """Per example (float 0/1) for an FGSM attack of size ``epsilon`` and its random-sign control:
+    ``correct_clean``, ``correct_attacked``, ``correct_random``, and ``attacked_decode_agrees`` /
+    ``random_decode_agrees`` (the clean flow code decoded under the perturbed representation is
+    classified as the perturbed image is). See :func:`~invproto.interpret.attacks.perturbed_views`."""
+    views = perturbed_views(model, images, labels, z, epsilon, seed)
+    outcomes = {f"correct_{kind}": (view.classes == labels).float() for kind, view in views.items()}
+    for kind in ("attacked", "random"):
+        outcomes[f"{kind}_decode_agrees"] = (views[kind].decode_classes == views[kind].classes).float()
+    return outcomes
 
 
 class ConditionalIINIterator(Iterator):
@@ -122,7 +105,7 @@ class ConditionalIINIterator(Iterator):
         images = batch["image"]
         z, log_det = model(images)
         outputs = {"nats_per_dim": self.loss.per_example(z, log_det) / z.shape[1] + HALF_LOG_TWO_PI}
-        noise = seeded_noise(batch["index_"], k, model.code_dim, self.settings.seed).to(self.device)
+        noise = per_example_normal(batch["index_"], model.code_dim, self.settings.seed, k).to(self.device)
         representation, own_class = self._read(images)
         samples = model.sample(representation.repeat_interleave(k, 0), noise)
         outputs["sample"] = samples.unflatten(0, (len(images), k))[:, 0]
@@ -139,8 +122,7 @@ class ConditionalIINIterator(Iterator):
             for name, values in per_example.items():
                 outputs[f"{name}_{kind}"] = values.view(len(images), repeats).mean(1)
         if self.params.attack_epsilon > 0 and model.network.can_classify and "class" in batch:
-            attack = adversarial_outputs(model, images, batch["class"], z, self.params.attack_epsilon,
-                                         self.settings.seed)
-            outputs.update({name: value for name, value in attack.items() if value.dim() == 1})
+            outputs.update(attack_outcomes(model, images, batch["class"], z, self.params.attack_epsilon,
+                                           self.settings.seed))
         return {name: (to_uint8_hwc(value) if name == "sample" else value.float().cpu().numpy())
                 for name, value in outputs.items()}

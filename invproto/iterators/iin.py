@@ -32,7 +32,7 @@ from invproto.errors import ConfigError
 from invproto.iterators.base import Batch, Iterator, Scalars
 from invproto.losses.iin import HALF_LOG_TWO_PI
 from invproto.models.iin import first_stage_codes
-from invproto.pictures import standard_normal, to_hwc, to_uint8_hwc
+from invproto.pictures import per_example_normal, to_hwc, to_uint8_hwc
 
 
 class IINIterator(Iterator):
@@ -71,7 +71,7 @@ class IINIterator(Iterator):
         nats = self.loss.per_example(z, log_det) / z.shape[1] + HALF_LOG_TWO_PI
         outputs = {"nats_per_dim": nats.float().cpu().numpy()}
         if self.model.can_decode:
-            noise = torch.stack([standard_normal((z.shape[1],), self.settings.seed, int(i)) for i in batch["index_"]])
+            noise = per_example_normal(batch["index_"], z.shape[1], self.settings.seed)
             outputs["sample"] = to_uint8_hwc(self.model.decode(noise.to(self.device)))
         return outputs
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import ClassVar, Mapping
+from typing import Any, ClassVar, Mapping
 
 import torch
 import torch.nn as nn
@@ -37,6 +37,27 @@ class Model(nn.Module):
         """Import path and parameters: what a checkpoint must match to be loaded."""
         return {"model": f"{type(self).__module__}.{type(self).__qualname__}",
                 "model_params": dataclasses.asdict(self.params)}
+
+    def encode_and_forward(self, images: torch.Tensor) -> tuple[Any, torch.Tensor]:
+        """``encode(images)`` and ``forward(images)``; a model whose forward pass runs ``encode`` overrides
+        this to compute both in that one pass."""
+        return self.encode(images), self(images)
+
+
+class HeadClassifier(Model):
+    """A classifier whose ``(N, K)`` logits are ``head(encode(images))``: a code, then a class read-out."""
+
+    outputs_logits = True
+    head: nn.Module
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """``(N, C, S, S)`` images in [-1, 1] -> ``(N, n_classes)`` logits."""
+        return self.head(self.encode(images))
+
+    def encode_and_forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Codes and logits of one pass through the encoder."""
+        codes = self.encode(images)
+        return codes, self.head(codes)
 
 
 def load_checkpoint(path: str | Path, model: Model, what: str, fix: str,

@@ -11,13 +11,11 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
-from invproto.models.base import Model
+from invproto.models.base import HeadClassifier
 from invproto.modules.convnets import ConvEncoder
 
 
-class Classifier(Model):
-    outputs_logits = True
-
+class Classifier(HeadClassifier):
     @dataclass
     class Params:
         in_channels: int = 1  # image channels C
@@ -36,7 +34,3 @@ class Classifier(Model):
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         """``(N, C, S, S)`` images in [-1, 1] -> ``(N, code_dim)`` codes."""
         return self.encoder(images)
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """``(N, C, S, S)`` images in [-1, 1] -> ``(N, n_classes)`` logits."""
-        return self.head(self.encode(images))

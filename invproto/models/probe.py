@@ -17,14 +17,12 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn as nn
 
-from invproto.models.base import Model
+from invproto.models.base import HeadClassifier
 from invproto.models.first_stages import FirstStage, FirstStageParams, describe_first_stage, load_first_stage
 
 
-class LinearProbe(Model):
+class LinearProbe(HeadClassifier):
     """``(N, C, S, S)`` images -> frozen network's representation ``(N, D)`` (flattened) -> ``(N, K)`` logits."""
-
-    outputs_logits = True
 
     @dataclass
     class Params:
@@ -57,7 +55,3 @@ class LinearProbe(Model):
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         """``(N, C, S, S)`` images in [-1, 1] -> ``(N, D)`` flattened representations."""
         return self.network.encode(images).flatten(1)
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """``(N, C, S, S)`` images in [-1, 1] -> ``(N, n_classes)`` logits."""
-        return self.head(self.encode(images))

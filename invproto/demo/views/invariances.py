@@ -16,7 +16,7 @@ import torch
 
 from invproto.demo.images import validation_example
 from invproto.demo.views.common import ViewContext, choose_image, choose_or_upload_image, needs_images, show
-from invproto.interpret.attacks import fgsm, random_sign
+from invproto.interpret.attacks import perturbed_views
 from invproto.interpret.invariance_metrics import cosine, relative_error
 from invproto.pictures import standard_normal
 
@@ -89,13 +89,10 @@ def attack(ctx: ViewContext) -> None:
                         key="cinn_attack_epsilon")
     label = network.classify(image).argmax(1)  # attack the network's own prediction
     z, _ = model(image)
-    perturbed = {"clean": image, "FGSM": fgsm(network.classify, image, label, epsilon),
-                 "random signs": random_sign(image, epsilon)}
-    names = []
-    for kind, images in perturbed.items():
-        names.append(f"{kind}: {ctx.class_name(int(network.classify(images).argmax(1)))}")
-    show(torch.cat(list(perturbed.values())), caption=names)
-    decodes = torch.cat([model.decode(z, network.encode(images)) for images in perturbed.values()])
+    views = perturbed_views(model, image, label, z, epsilon)
+    names = {"clean": "clean", "attacked": "FGSM", "random": "random signs"}
+    show(torch.cat([view.images for view in views.values()]),
+         caption=[f"{names[kind]}: {ctx.class_name(int(view.classes))}" for kind, view in views.items()])
     st.caption("The clean image's flow code decoded under each representation: what the network sees")
-    show(decodes, caption=[f"{kind} → {ctx.class_name(int(c))}"
-                           for kind, c in zip(perturbed, network.classify(decodes).argmax(1))])
+    show(torch.cat([view.decode for view in views.values()]),
+         caption=[f"{names[kind]} → {ctx.class_name(int(view.decode_classes))}" for kind, view in views.items()])

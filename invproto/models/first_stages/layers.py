@@ -120,25 +120,14 @@ class MethodTap:
 
 
 class EncodeTap:
-    """With ``need_output``, the codes are the ones the model's forward pass computes on its way to the output
-    (its ``encode`` is watched during that one pass, as a classifier's ``head(encode(x))`` does); a forward
-    pass that does not call ``encode`` exactly once costs a second pass through ``encode``."""
+    """An invproto model's codes (``encode``), with its output from the same pass when the model shares it
+    (:meth:`~invproto.models.base.Model.encode_and_forward`)."""
 
     def __call__(self, network: nn.Module, x: torch.Tensor, need_output: bool):
         if not need_output:
             return code_tensor(network.encode(x)), None
-        encode, seen = network.encode, []
-
-        def watched_encode(*args, **kwargs):
-            seen.append(encode(*args, **kwargs))
-            return seen[-1]
-
-        network.encode = watched_encode
-        try:
-            output = network(x)
-        finally:
-            del network.encode
-        return code_tensor(seen[0] if len(seen) == 1 else encode(x)), output
+        codes, output = network.encode_and_forward(x)
+        return code_tensor(codes), output
 
 
 def module_names(network: nn.Module) -> list[str]:
