@@ -96,11 +96,14 @@ def patch_edflow_main(module) -> None:
 
     def with_run_config(entry_point):
         def run_entry_point(config, root, checkpoint=None, *args, **kwargs):
+            from invproto.config.chaining import resolve_run_references
             from invproto.config.resume import complete_from_run
             from invproto.distributed import broadcast_from_main
 
             with command_errors():
                 complete_from_run(config, training=entry_point.__name__ == "train")
+                for line in resolve_run_references(config):  # before edflow saves the config
+                    print(line, flush=True)
                 # Only rank 0 reads the run directory (the config saved there, its latest checkpoint).
                 config, checkpoint = broadcast_from_main((config, checkpoint))
                 return entry_point(config, root, checkpoint, *args, **kwargs)

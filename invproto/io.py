@@ -29,11 +29,12 @@ import tempfile
 import warnings
 import zipfile
 from pathlib import Path
-from typing import Any, Callable
-
-import torch
+from typing import TYPE_CHECKING, Any, Callable
 
 from invproto.errors import CheckpointError, RunError
+
+if TYPE_CHECKING:
+    import torch
 
 CHECKPOINT_NAME = re.compile(r"^(?P<name>.+)-(?P<step>\d+)\.ckpt$")  # edflow's <model>-<step>.ckpt
 DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
@@ -154,6 +155,8 @@ def load_weights(path: str | os.PathLike, what: str, fix: str, map_location: str
     -- ``<what> <path> ...; <fix>``. ``mmap`` maps the tensors instead of reading
     them (a cheap check that the file loads).
     """
+    import torch  # here, not at the top: checkpoint discovery must not cost torch's import (seconds)
+
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{what} {path} does not exist; {fix}")
@@ -176,6 +179,8 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
+    import torch
+
     def save(tmp: Path) -> None:
         # Through a Python file: a full disk then raises OSError(ENOSPC); torch's own writer
         # (torch.save to a path) reports it as an opaque RuntimeError.
@@ -187,6 +192,8 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
 
 def tensor_bytes(obj: Any) -> int:
     """Bytes of the tensors in ``obj`` (nested dicts, lists, tuples): about a checkpoint's size."""
+    import torch
+
     if isinstance(obj, torch.Tensor):
         return obj.numel() * obj.element_size()
     if isinstance(obj, dict):

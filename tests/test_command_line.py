@@ -153,6 +153,8 @@ CASES = [  # (id, files to write, arguments, what the one line names)
     ("yaml_as_run", {}, ["-p", "configs/mnist_clf.yaml"], "is not a run's saved config"),
     ("missing_checkpoint", {}, ["-b", "configs/mnist_clf.yaml", "-c", "nope.ckpt"], "'nope.ckpt' (-c) does not exist"),
     ("config_without_b", {}, ["-t", "configs/mnist_clf.yaml"], "pass config files with -b"),
+    ("stage_not_trained", {}, ["-b", "configs/cmnist_clf_diin.yaml", "-t"],
+     "model_params.first_stage.checkpoint 'logs/*_cmnist_clf': no run directory matches; train that stage first"),
 ]
 
 

@@ -131,3 +131,16 @@ def test_unknown_pair_factor_is_reported(make_config):
 def test_unknown_dataset_param_names_the_nearest_key(make_config):
     with pytest.raises(ConfigError, match="n_train"):
         SpritesTrain(sprites_config(make_config, n_trian=10))
+
+
+def test_the_first_of_a_pair_is_a_single_image_example(make_config):
+    from invproto.data.pairs import first_of_pair, is_pair_example
+
+    pairs = SpritesPairsValidation(sprites_config(make_config, pairs=True))
+    example = pairs.get_example(2)
+    assert is_pair_example(example) and not is_pair_example(first_of_pair(example))
+    first = first_of_pair(example)
+    assert first["image"] is example["image1"] and first["class"] == example["class1"]
+    assert first["factor"] == example["factor"] and not any(key.endswith("2") for key in first)
+    single = SpritesValidation(sprites_config(make_config)).get_example(2)
+    assert set(single) <= set(first)

@@ -132,8 +132,10 @@ def demo_runs(workdir: Path) -> EdflowRunner:
                "dataset_params": {"size": 32}}
     iin = scratch_config(runner, "iin", "mnist_iin", drop=("data", "eval_pipeline"),
                          iterator="demo_fixture.IINIterator", model_params=tiny_flow_params(ae_checkpoint), **sprites)
+    chained = {"checkpoint": str(runner.run_dir("ae"))}  # by run directory: model and model_params from its config
     diin = scratch_config(runner, "diin", "sprites_diin",
-                          model_params=tiny_flow_params(ae_checkpoint, factor_config=[3, 2, 3]))
+                          model_params={**tiny_flow_params(ae_checkpoint, factor_config=[3, 2, 3]),
+                                        "first_stage": chained})
     protoflow = ["-b", "configs/sprites_protoflow.yaml", "--model_params/first_stage/checkpoint", str(ae_checkpoint),
                  *option_pairs("model_params/first_stage/model_params", AE_PARAMS),
                  *option_pairs("model_params", {"n_flow": 2, "hidden_dim": 16, "protos_per_class": 2}),
@@ -335,6 +337,15 @@ def test_diin_views(demo_logs, monkeypatch):
     [decoded_a, decoded_b] = app.tabs[0].image[2].value
     swaps = [address for row in app.tabs[0].image[3:] for address in row.value]
     assert decoded_a == decoded_b and len(swaps) == 6 and set(swaps) == {decoded_a}
+
+
+def test_a_stage_named_by_its_run_directory_is_saved_as_the_checkpoint_it_used(demo_logs):
+    """The dIIN fixture names its first stage by the autoencoder's run directory alone."""
+    ae_run, diin_run = demo_logs / run_named(demo_logs, "ae"), demo_logs / run_named(demo_logs, "diin")
+    saved = yaml.safe_load(EdflowRunner.train_config(diin_run).read_text())["model_params"]["first_stage"]
+    ae_config = yaml.safe_load(EdflowRunner.train_config(ae_run).read_text())
+    assert saved["checkpoint"] == str(checkpoint(ae_run))
+    assert saved["model"] == ae_config["model"] and saved["model_params"] == ae_config["model_params"]
 
 
 def test_invariance_views(demo_logs, monkeypatch):

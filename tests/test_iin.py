@@ -369,3 +369,36 @@ def test_sprites_classifier_dimeval_and_diin_through_edflow(tmp_path):
     scores = yaml.safe_load((runner.run_dir("diin") / "results" / "scores.yaml").read_text())["final"]
     assert math.isfinite(scores["bits_per_dim"]) and math.isclose(
         scores["bits_per_dim"], scores["nats_per_dim"] / math.log(2), rel_tol=1e-6)
+
+
+@pytest.mark.slow
+def test_a_cmnist_classifier_records_factor_dims_after_every_epoch(tmp_path):
+    """configs/cmnist_clf.yaml validates on digit/colour pairs: accuracy on their first images, and factor
+    dimensionalities of the code after each epoch, without the dimeval overlay; a dIIN then reads them."""
+    from edflow_runner import EdflowRunner
+
+    runner = EdflowRunner(tmp_path)
+    result = runner("-b", "configs/cmnist_clf.yaml", "-t", "--model_params/base_channels", "4", "--batch_size", "256",
+                    "--num_epochs", "2", "--data/validation_size", "256", "--optimizer/warmup_steps", "0",
+                    "--log_freq", "1000", "-n", "cmnist_clf")
+    assert result.returncode == 0, result.stderr[-3000:]
+    run = runner.run_dir("cmnist_clf")
+    scores = yaml.safe_load((run / "results" / "scores.yaml").read_text())
+    assert len(scores["per_epoch"]) == 2
+    for entry in scores["per_epoch"]:
+        dims = [entry[f"factor_dim_{k}"] for k in range(3)]
+        assert sum(dims) == 64 and min(dims) >= 0 and 0 <= entry["accuracy"] <= 1
+        assert entry["dataset"] == "invproto.data.ColorfulMNISTValidation"
+    assert "factor_dim_0" in (run / "metrics.csv").read_text().splitlines()[0]
+
+    # the dIIN names that run as its first stage and factor sizes (invproto.config.chaining)
+    result = runner("-b", "configs/cmnist_clf_diin.yaml", "-t", "--model_params/factor_config", str(run),
+                    "--model_params/n_flow", "2", "--model_params/hidden_dim", "16", "--batch_size", "32",
+                    "--num_steps", "2", "--data/validation_size", "64", "--log_freq", "1", "-n", "diin")
+    assert result.returncode == 0, result.stderr[-3000:]
+    saved = yaml.safe_load(EdflowRunner.train_config(runner.run_dir("diin")).read_text())["model_params"]
+    last = scores["per_epoch"][-1]
+    assert saved["factor_config"] == [last[f"factor_dim_{k}"] for k in range(3)]
+    checkpoint = (runner.workdir / saved["first_stage"]["checkpoint"]).resolve()  # logs/*_cmnist_clf: relative
+    assert checkpoint.parent.parent.parent == run.resolve() and checkpoint.is_file()
+    assert saved["first_stage"]["model_params"]["base_channels"] == 4

@@ -14,6 +14,8 @@ file, key or path and the fix, before anything is created:
   twice is no mistake: the last one counts, as in edflow);
 * a ``-p`` run directory that does not exist (edflow would create it) or is not
   a run; a ``-p <run>`` alone whose run has no saved config; a missing ``-c``;
+* a run directory named where a checkpoint or factor sizes are asked for that
+  has none (:mod:`invproto.config.chaining`);
 * everything :func:`~invproto.config.validation.validate_run_config` refuses:
   unknown keys, wrong types, ranges and choices of the typed schemas
   (:mod:`invproto.config.schema`), import paths that cannot be imported.
@@ -35,6 +37,7 @@ from typing import Any, Sequence
 
 import yaml
 
+from invproto.config.chaining import resolve_run_references
 from invproto.config.resume import deep_update, refuse_evaluation_without_checkpoint
 from invproto.config.validation import check_run_schema, validate_run_config
 from invproto.errors import CheckpointError, ConfigError, InvprotoError, RunError
@@ -253,6 +256,7 @@ def check_edflow_command_line(argv: Sequence[str], early: bool = False) -> None:
         return
     if line.project and not line.train and line.checkpoint is None:
         refuse_evaluation_without_checkpoint(line.project, config)
+    resolve_run_references(config)  # a stage named by its run directory must have what is asked for
     if early:
         if not ("dataset" in config and "iterator" not in config):  # an explorer's config: checked late
             check_run_schema(config)

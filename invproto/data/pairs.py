@@ -32,6 +32,20 @@ import numpy as np
 from edflow.data.dataset_mixin import DatasetMixin
 
 EVALUATION_SEED = 1
+PAIR_KEYS = ("image1", "image2", "factor")  # what makes an example (or a batch) a factor pair
+
+
+def is_pair_example(example) -> bool:
+    """Whether ``example`` (an example or a batch: a mapping) is a factor pair (see the module docstring)."""
+    return all(key in example for key in PAIR_KEYS)
+
+
+def first_of_pair(example: dict) -> dict:
+    """The single-image example (or batch) of a pair's first image: ``image1`` -> ``image``, ``class1`` ->
+    ``class``, ... ; keys of the second image are dropped, unsuffixed keys (``index_``, ``factor``) kept. Any
+    pair dataset thereby also serves as a single-image dataset of its first images."""
+    return {(key[:-1] if key.endswith("1") else key): value for key, value in example.items()
+            if not key.endswith("2")}
 
 
 def example_rng(split: str, index: int) -> np.random.Generator:

@@ -3,7 +3,8 @@
 An *image source* is either
 
 * an indexable dataset whose examples are dicts with key ``"image"``: float
-  (H, W, C) in [-1, 1] (every invproto dataset), or
+  (H, W, C) in [-1, 1] (every invproto dataset; of a factor-pair dataset, the
+  first image of each pair, ``"image1"``), or
 * an array / tensor of images, (N, H, W, C) or (N, C, H, W), float in [-1, 1].
 
 :class:`FeatureStatistics` holds what FID and KID need of an image set: its
@@ -56,7 +57,13 @@ def image_batches(source: ImageSource, n: int, batch_size: int, start: int = 0) 
         if isinstance(source, (np.ndarray, torch.Tensor)):
             yield torch.as_tensor(source[first:stop])
         else:
-            yield torch.as_tensor(np.stack([np.asarray(source[i]["image"]) for i in range(first, stop)]))
+            yield torch.as_tensor(np.stack([np.asarray(example_image(source[i])) for i in range(first, stop)]))
+
+
+def example_image(example: Mapping[str, Any]):
+    """An example's ``image``; a factor pair's first image, ``image1`` (the images such a pair dataset
+    contributes to FID: those its models are evaluated on, see :func:`invproto.data.pairs.first_of_pair`)."""
+    return example["image"] if "image" in example else example["image1"]
 
 
 def resolve_count(source: ImageSource, n: int | None) -> int:

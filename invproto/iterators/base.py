@@ -23,7 +23,12 @@ A subclass implements three methods on a batch of tensors (images NCHW):
 * :meth:`log_step` -> ``{"scalars": ..., "images": ...}`` (no gradients),
 * :meth:`eval_step` -> ``{name: array}`` stored for the evaluation callbacks,
 
-and lists its evaluation callbacks in ``callbacks``.
+and lists its evaluation callbacks in ``callbacks``. When the validation data
+are factor pairs (``image1``, ``image2``, ``factor``) and the iterator does not
+read pairs itself (``reads_pairs``), its steps see the pairs' first images
+(:func:`~invproto.data.pairs.first_of_pair`), and the factor dimensionalities
+of the model's code are estimated after every epoch too (``dim_callback``:
+``factor_dim_<k>`` in ``scores.yaml``, ``metrics.csv`` and wandb).
 
 The training step never waits for the device outside log steps: scalars
 stay tensors (0-d, detached) until a log step turns them into floats, the
@@ -49,9 +54,11 @@ from edflow.iterators.template_iterator import TemplateIterator
 
 from invproto import distributed
 from invproto.artifacts import RunArtifacts
-from invproto.config import instantiate
+from invproto.callbacks.factor_dims import dim_callback
+from invproto.config import get_obj_from_str, instantiate
 from invproto.config.run import abort_cleanly, prepare_run
 from invproto.config.schema import OptimizerParams, PerformanceParams
+from invproto.data.pairs import FactorPairs, first_of_pair, is_pair_example
 from invproto.io import atomic_torch_save
 from invproto.iterators.data_position import continue_data_order
 from invproto.iterators.ddp import average_gradients_before_step, replicate
@@ -63,14 +70,32 @@ from invproto.iterators.resume_overrides import keep_configured_hyperparameters
 from invproto.iterators.run_lock import hold_run_lock
 from invproto.iterators.stop_signals import StopSignals
 from invproto.models.base import load_checkpoint
+from invproto.models.first_stages import first_stage_codes
 
 Batch = dict[str, torch.Tensor]
 Scalars = dict[str, torch.Tensor | float]  # logged values: 0-d detached tensors (read at log steps only) or floats
 
 
+def pair_codes(model: torch.nn.Module, batch: Batch) -> dict[str, np.ndarray]:
+    """``za``, ``zb``: ``(N, D)`` codes (:func:`first_stage_codes`) of a batch of pairs' images; ``factor``:
+    ``(N,)`` the factor each pair shares. What :func:`~invproto.callbacks.factor_dims.dim_callback` reads."""
+    return {"za": first_stage_codes(model, batch["image1"]).float().cpu().numpy(),
+            "zb": first_stage_codes(model, batch["image2"]).float().cpu().numpy(),
+            "factor": batch["factor"].cpu().numpy()}
+
+
+def validates_on_pairs(config: Mapping) -> bool:
+    """Whether the config's validation dataset is a factor-pair dataset."""
+    validation = (config.get("datasets") or {}).get("validation")
+    return validation is not None and issubclass(get_obj_from_str(validation), FactorPairs)
+
+
 class Iterator(TemplateIterator):
     def __init__(self, config, root, model, *args, **kwargs):
         self.settings = prepare_run(config)
+        if not self.reads_pairs and validates_on_pairs(config):  # factor dimensionalities after every epoch
+            eval_callbacks = {**getattr(type(self), "callbacks", {}).get("eval_op", {}), "dim_callback": dim_callback}
+            self.callbacks = {**getattr(type(self), "callbacks", {}), "eval_op": eval_callbacks}
         distributed.setup()
         self.run_lock = None if config.get("test_mode", False) else hold_run_lock(run.root)
         if not distributed.is_main_process():
@@ -130,6 +155,7 @@ class Iterator(TemplateIterator):
     Params: type | None = None  # dataclass of ``iterator_params`` (checked by the config schema) -> ``self.params``
     default_loss: dict | None = None  # the ``{"target", "params"}`` spec used when the config has no ``loss``
     leaves_parameters_unused = False  # some trained parameters get no gradient in some steps (DDP must search)
+    reads_pairs = False  # the steps read factor pairs themselves (else: see the module docstring)
 
     def build_loss(self, **kwargs):
         """``config["loss"]`` (else :attr:`default_loss`) instantiated with ``kwargs``.
@@ -163,6 +189,8 @@ class Iterator(TemplateIterator):
     # --- edflow step -------------------------------------------------------
     def step_op(self, model, **batch):
         tensors = self.to_tensors(batch)
+        pairs = not self.reads_pairs and is_pair_example(tensors)
+        single = first_of_pair(tensors) if pairs else tensors  # pairs for an iterator of single images: the first
         n_images = len(batch["index_"]) * distributed.world_size()  # of the global batch
         trained: dict = {}
 
@@ -170,7 +198,7 @@ class Iterator(TemplateIterator):
             self.model.train()
             with self.train_speed.step(n_images):
                 with autocast(self.performance, self.device):
-                    loss, scalars = self.training_step(tensors)
+                    loss, scalars = self.training_step(single)
                 self.optimize(loss)
             trained["scalars"] = {**scalars, "loss": loss.detach(), "lr": self.schedule.get_last_lr()[0]}
 
@@ -178,7 +206,7 @@ class Iterator(TemplateIterator):
             self.stop_if_diverged()
             self.model.eval()
             with torch.no_grad():
-                logs = self.log_step(tensors)
+                logs = self.log_step(single)
             scalars = {**logs.get("scalars", {}), **trained.get("scalars", {})}
             logs["scalars"] = distributed.mean_scalars_over_ranks({k: float(v) for k, v in scalars.items()})
             self.artifacts.append_metrics({"step": self.get_global_step(), "phase": self.get_split(),
@@ -188,7 +216,9 @@ class Iterator(TemplateIterator):
         def eval_op():
             self.model.eval()
             with self.inference_speed.step(n_images), torch.inference_mode():
-                outputs = self.eval_step(tensors)  # arrays on the host: the device has finished
+                outputs = self.eval_step(single)  # arrays on the host: the device has finished
+                if pairs and hasattr(self.model, "encode"):
+                    outputs.update(pair_codes(self.model, tensors))
             if distributed.is_distributed():
                 outputs = self._gather_outputs(outputs, batch["index_"])
             return {"labels": outputs}

@@ -29,9 +29,8 @@ from invproto.callbacks.factor_dims import dim_callback
 from invproto.callbacks.fid import fid_samples
 from invproto.callbacks.likelihood import likelihood
 from invproto.errors import ConfigError
-from invproto.iterators.base import Batch, Iterator, Scalars
+from invproto.iterators.base import Batch, Iterator, Scalars, pair_codes
 from invproto.losses.iin import HALF_LOG_TWO_PI
-from invproto.models.iin import first_stage_codes
 from invproto.pictures import per_example_normal, to_hwc, to_uint8_hwc
 
 
@@ -79,6 +78,8 @@ class IINIterator(Iterator):
 class FactorIINIterator(IINIterator):
     """Trains a :class:`~invproto.models.iin.FactorIIN` on factor pairs with the ``FactorLoss``."""
 
+    reads_pairs = True
+
     @dataclass
     class Params:
         n_swap_images: int = 6  # n: each logged swap grid is n x n (target i with factor k of source j)
@@ -120,15 +121,14 @@ class DimensionEvaluator(Iterator):
     """
 
     callbacks = {"eval_op": {"dim_callback": dim_callback}}
+    reads_pairs = True
 
     def train_step(self, batch: Batch) -> tuple[torch.Tensor, Scalars]:
         raise ConfigError("DimensionEvaluator only evaluates; run it without -t and pass the "
                           "checkpoint to evaluate with -c")
 
     def eval_step(self, batch: Batch) -> dict[str, np.ndarray]:
-        return {"za": first_stage_codes(self.model, batch["image1"]).float().cpu().numpy(),
-                "zb": first_stage_codes(self.model, batch["image2"]).float().cpu().numpy(),
-                "factor": batch["factor"].cpu().numpy()}
+        return pair_codes(self.model, batch)
 
     def load_checkpoint_state(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
