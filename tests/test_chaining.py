@@ -82,8 +82,8 @@ def test_checkpoint_keys_at_any_depth_are_resolved(tmp_path):
 
 
 def test_factor_config_from_the_newest_estimate_of_a_run(tmp_path):
-    run = make_run(tmp_path, "2026-01-01T00-00-00_cmnist_clf", steps=(100,), config=AE,
-                   factor_dims={50: [10, 20, 34], 100: [22, 11, 31]})
+    make_run(tmp_path, "2026-01-01T00-00-00_cmnist_clf", steps=(100,), config=AE,
+               factor_dims={50: [10, 20, 34], 100: [22, 11, 31]})
     config = {"model_params": {"factor_config": str(tmp_path / "*_cmnist_clf")}}
     resolve_run_references(config)
     assert config["model_params"]["factor_config"] == [22, 11, 31]
