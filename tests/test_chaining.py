@@ -52,6 +52,9 @@ def test_given_model_and_params_are_kept(tmp_path):
     resolve_run_references(config)
     assert config["model_params"]["first_stage"]["model"] == "my.Model"
     assert config["model_params"]["first_stage"]["model_params"] == {"width": 3}
+    overridden = diin_config(str(run), model_params={"z_dim": 32})  # given model_params override the run's
+    resolve_run_references(overridden)
+    assert overridden["model_params"]["first_stage"]["model_params"] == {**AE["model_params"], "z_dim": 32}
     other_source = diin_config(str(run), source="torchvision", model="resnet18")
     resolve_run_references(other_source)  # only the checkpoint of a non-invproto source is resolved
     assert other_source["model_params"]["first_stage"]["model"] == "resnet18"

@@ -1,13 +1,16 @@
 """The demo as a person sees it: ``streamlit run`` serves the page on 127.0.0.1 and Debian's headless
-Chromium (driven by Selenium through ``/usr/bin/chromedriver``) loads it.
+Chromium (driven by Selenium through ``/usr/bin/chromedriver``) loads it: the run list, and every view
+(tab) of a run of every kind, opened by its address (``?run=<name>``), the explain views with an upload.
 
 Chromium comes from ``tools/install_browser.sh`` (run by ``make test``). The
-screenshot is kept in ``$INVPROTO_TEST_ARTIFACTS`` (default ``tests/artifacts/``,
-git-ignored) as ``demo_page.png``.
+screenshots are kept in ``$INVPROTO_TEST_ARTIFACTS`` (default ``tests/artifacts/``,
+git-ignored): ``demo_page.png`` and ``demo_views/<kind>_<tab>.png``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import shutil
 import socket
@@ -17,10 +20,14 @@ import time
 import urllib.request
 from pathlib import Path
 
+import numpy as np
 import psutil
 import pytest
 from edflow_runner import REPO
-from test_demo import first_stage_logs, run_named  # noqa: F401 -- the tiny trained runs (a session fixture)
+from test_demo import demo_logs, first_stage_logs, run_named  # noqa: F401 -- the tiny trained runs (session fixtures)
+
+from invproto.demo.runs import find_runs
+from invproto.demo.views import VIEWS
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -65,9 +72,10 @@ def logs(first_stage_logs, tmp_path):  # noqa: F811 -- the imported fixture
     return logs
 
 
-@pytest.fixture
-def served_demo(logs, tmp_path):
-    """The demo served by ``streamlit run`` from the repository root (its .streamlit/config.toml) on a free port."""
+@contextlib.contextmanager
+def serve(logs: Path, tmp_path: Path):
+    """The demo on ``logs`` served by ``streamlit run`` from the repository root (its .streamlit/config.toml)
+    on a free port: ``(url, process)``."""
     port = free_port()
     log = open(tmp_path / "streamlit.log", "w")
     process = subprocess.Popen(
@@ -82,6 +90,12 @@ def served_demo(logs, tmp_path):
         process.terminate()
         process.wait(timeout=30)
         log.close()
+
+
+@pytest.fixture
+def served_demo(logs, tmp_path):
+    with serve(logs, tmp_path) as served:
+        yield served
 
 
 @pytest.fixture
@@ -137,3 +151,100 @@ def test_chromium_renders_the_run_list_and_images(served_demo, chromium, tmp_pat
     assert not chromium.find_elements(By.CSS_SELECTOR, '[data-testid="stException"]')
     assert len(rendered_images(chromium)) >= 2 * 8  # the autoencoder's 8 inputs and 8 reconstructions
     assert screenshot.stat().st_size > 10_000
+
+
+# --- every view of every run kind ------------------------------------------------------------------
+
+def rendered_images(element) -> list:
+    """The pictures inside ``element`` that the browser has decoded."""
+    from selenium.webdriver.common.by import By
+
+    images = element.find_elements(By.CSS_SELECTOR, '[data-testid="stImage"] img')
+    return [image for image in images if image.parent.execute_script("return arguments[0].naturalWidth", image) > 0]
+
+
+def page_finished(driver) -> bool:
+    """The script ran to its end: Streamlit's "running" status widget is gone and the run's tabs are drawn."""
+    from selenium.webdriver.common.by import By
+
+    return (not driver.find_elements(By.CSS_SELECTOR, '[data-testid="stStatusWidget"]')
+            and bool(driver.find_elements(By.CSS_SELECTOR, '[data-testid="stTab"]')))
+
+
+def visible_panel(driver):
+    from selenium.webdriver.common.by import By
+
+    return next(panel for panel in driver.find_elements(By.CSS_SELECTOR, '[data-testid="stTabPanel"]')
+                if panel.is_displayed())
+
+
+def drawn(panel) -> bool:
+    """Pictures decoded, or a chart drawn (the metrics), in ``panel``."""
+    from selenium.webdriver.common.by import By
+
+    charts = panel.find_elements(By.CSS_SELECTOR, '[data-testid="stVegaLiteChart"] canvas, '
+                                                  '[data-testid="stVegaLiteChart"] svg')
+    return bool(rendered_images(panel)) or bool(charts)
+
+
+def not_blank(png: bytes) -> bool:
+    """A screenshot with something on it: many grey levels, not one flat colour."""
+    from PIL import Image
+
+    grey = np.asarray(Image.open(io.BytesIO(png)).convert("L"))
+    return np.unique(grey).size > 16
+
+
+def upload_picture(driver, panel, tmp_path: Path) -> None:
+    """Choose "upload a picture" in the panel and upload a PNG (a Sprites validation image)."""
+    from PIL import Image
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    picture = tmp_path / "upload.png"
+    pixels = ((np.indices((32, 32)).sum(0) % 16) * 16).astype(np.uint8)
+    Image.fromarray(np.stack([pixels, pixels[::-1], pixels.T], -1)).save(picture)
+    [option] = [label for label in panel.find_elements(By.CSS_SELECTOR, "label")
+                if label.text.strip() == "upload a picture"]
+    option.click()
+    WebDriverWait(driver, 60).until(lambda d: visible_panel(d).find_elements(By.CSS_SELECTOR, 'input[type="file"]'))
+    visible_panel(driver).find_element(By.CSS_SELECTOR, 'input[type="file"]').send_keys(str(picture))
+    WebDriverWait(driver, 90, poll_frequency=0.5).until(
+        lambda d: page_finished(d) and "uploaded, as the model sees it" in visible_panel(d).text)
+
+
+@pytest.mark.slow
+def test_chromium_shows_every_view_of_every_run_kind(demo_logs, chromium, tmp_path):  # noqa: F811
+    """Each run of the tiny set (one per kind) opened by its address, each tab clicked; the explain views with an
+    uploaded picture. Every view draws pictures or a chart, no error, and its screenshot is not blank."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    runs = find_runs(demo_logs)
+    assert {run.kind for run in runs} == set(VIEWS)  # the fixture has a run of every kind
+    shots = ARTIFACTS / "demo_views"
+    shots.mkdir(parents=True, exist_ok=True)
+    seen = []
+    with serve(demo_logs, tmp_path) as (url, _):
+        for run in runs:
+            chromium.get(f"{url}/?run={run.name}")
+            WebDriverWait(chromium, 120, poll_frequency=0.5).until(page_finished)
+            titles = [tab.text for tab in chromium.find_elements(By.CSS_SELECTOR, '[data-testid="stTab"]')]
+            assert titles == [title for title, _ in VIEWS[run.kind]] + ["Metrics"], run.name
+            for title in titles:
+                [tab] = [tab for tab in chromium.find_elements(By.CSS_SELECTOR, '[data-testid="stTab"]')
+                         if tab.text == title]
+                tab.click()
+                WebDriverWait(chromium, 60, poll_frequency=0.5).until(lambda d: drawn(visible_panel(d)))
+                if title == "Explain an image":
+                    upload_picture(chromium, visible_panel(chromium), tmp_path)
+                    assert len(rendered_images(visible_panel(chromium))) >= 1
+                panel = visible_panel(chromium)
+                assert not chromium.find_elements(By.CSS_SELECTOR, '[data-testid="stException"]'), (run.name, title)
+                assert not panel.find_elements(By.CSS_SELECTOR, '[data-testid="stAlertContentError"]'), (
+                    run.name, title, panel.text[:500])
+                png = panel.screenshot_as_png
+                (shots / f"{run.kind}_{title.replace(' ', '_')}.png").write_bytes(png)
+                assert not_blank(png), (run.name, title)
+                seen.append((run.kind, title))
+    assert seen == [(run.kind, title) for run in runs for title in [t for t, _ in VIEWS[run.kind]] + ["Metrics"]]

@@ -141,3 +141,23 @@ def test_sprite_colours_are_read_exactly_from_rendered_pixels():
     assert np.array_equal(read_colours(batch["image"]), batch["color"])
     darker = (batch["image"] + 1) * 0.6 - 1  # a dimmer decoder keeps the hue
     assert np.array_equal(read_colours(darker), batch["color"])
+
+
+def test_random_blur_gives_each_image_its_own_gaussian():
+    from invproto.data.augment import random_blur
+
+    images = torch.zeros(64, 3, 15, 15)
+    images[:, :, 7, 7] = 1.0  # one bright pixel: its blurred image is the kernel itself
+    blurred = random_blur(images, 1.5, generator=torch.Generator().manual_seed(0))
+    assert blurred.shape == images.shape
+    torch.testing.assert_close(blurred.sum((2, 3)), torch.ones(64, 3))  # normalised kernels, no light lost
+    torch.testing.assert_close(blurred[:, 0], blurred[:, 2])  # one width per image, the same in every channel
+    peaks = blurred[:, 0, 7, 7]
+    assert peaks.max() > 0.5 and peaks.min() < 0.1 and peaks.unique().numel() > 48  # widths spread over [0, 1.5] (below ~0.25 px: a delta)
+    # the width that the draw gave the first image, recovered from the profile: exp(-1 / (2 sigma^2)) ratio
+    sigma = float(torch.rand(64, generator=torch.Generator().manual_seed(0))[0] * 1.5)
+    profile = blurred[0, 0, 7]
+    if sigma > 0.3:
+        assert float(profile[8] / profile[7]) == pytest.approx(float(np.exp(-0.5 / sigma ** 2)), rel=1e-4)
+    assert torch.equal(random_blur(images, 0.0), images)
+    torch.testing.assert_close(random_blur(images, 1e-7), images)  # width 0: a delta

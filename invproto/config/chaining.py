@@ -16,8 +16,9 @@ checkpoint file it used:
 
 * every ``checkpoint`` key, at any depth, whose value is a run directory
   (it has ``train/checkpoints/``) becomes that run's highest-step checkpoint;
-* in the same section, an omitted ``model`` and ``model_params`` (``source``
-  unset or ``invproto``) are read from that run's newest saved train config;
+* in the same section, an omitted ``model`` (``source`` unset or
+  ``invproto``) is read from that run's newest saved train config, and so are
+  its ``model_params``, with any given here on top (they override the run's);
 * ``factor_config`` given as a run directory becomes the newest
   ``factor_dim_<k>`` estimates in that run's ``results/scores.yaml`` (a
   dimension-evaluation run, or any run whose validation data are factor pairs);
@@ -124,8 +125,7 @@ def _resolve_checkpoint(section: dict, key: str) -> str | None:
             raise ConfigError(f"{key}.model is omitted and run {run} has no saved config naming its model; "
                               f"set {key}.model and {key}.model_params")
         section["model"] = saved["model"]
-        if not section.get("model_params"):
-            section["model_params"] = dict(saved.get("model_params") or {})
+        section["model_params"] = {**(saved.get("model_params") or {}), **(section.get("model_params") or {})}
         lines.append(f"invproto: {key}.model and model_params from {run}/configs: {saved['model']}")
     return "\n".join(lines)
 

@@ -40,6 +40,11 @@ def is_pair_example(example) -> bool:
     return all(key in example for key in PAIR_KEYS)
 
 
+def as_single(example: dict) -> dict:
+    """``example`` itself, or for a factor pair its first image's example (:func:`first_of_pair`)."""
+    return first_of_pair(example) if is_pair_example(example) else example
+
+
 def first_of_pair(example: dict) -> dict:
     """The single-image example (or batch) of a pair's first image: ``image1`` -> ``image``, ``class1`` ->
     ``class``, ... ; keys of the second image are dropped, unsuffixed keys (``index_``, ``factor``) kept. Any

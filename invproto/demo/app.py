@@ -6,7 +6,8 @@ Started in the repository root, the server listens on 127.0.0.1 only
 (``.streamlit/config.toml``); elsewhere add ``--server.address 127.0.0.1``.
 ``$INVPROTO_DEMO_LOGS`` is the default of ``--logs``.
 
-The sidebar picks a run and one of its checkpoints; the page lists every run
+The sidebar picks a run and one of its checkpoints (``?run=<name>`` in the
+address opens a run, and the address follows the choice); the page lists every run
 (model, kind, dataset, step, key metrics) and shows the views of the chosen
 run's kind (:data:`invproto.demo.views.VIEWS`) plus its metrics curves.
 A run with a malformed file is flagged in the list (its ``error``) and, when
@@ -41,7 +42,10 @@ def parse_args() -> argparse.Namespace:
 def choose_run(runs: list[Run]) -> tuple[Run, Path | None]:
     """The run and checkpoint picked in the sidebar (the latest checkpoint first; ``None`` when there is none)."""
     by_name = {run.name: run for run in runs}
+    if "run" not in st.session_state and st.query_params.get("run") in by_name:  # a link to a run: ?run=<name>
+        st.session_state["run"] = st.query_params["run"]
     run = by_name[st.sidebar.selectbox("run", list(by_name), key="run")]
+    st.query_params["run"] = run.name  # the address names the run shown: it can be shared or reloaded
     checkpoints = run.checkpoints[::-1]
     if not checkpoints:
         return run, None

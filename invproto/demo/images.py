@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from invproto.data.pairs import first_of_pair, is_pair_example
+from invproto.data.pairs import as_single
 from invproto.pictures import to_uint8_hwc
 
 DISPLAY_SIZE = 96  # pixels: smaller images are enlarged by the largest integer factor that stays within it
@@ -30,9 +30,7 @@ def pictures(images: torch.Tensor) -> list[np.ndarray]:
 def validation_example(dataset, index: int) -> tuple[torch.Tensor, int | None]:
     """Image ``(1, C, H, W)`` and class (``None`` without one) of example ``index``; for a pair
     dataset, the pair's first image (as the model sees it: ColorfulMNIST colours it)."""
-    example = dataset.get_example(index)
-    if is_pair_example(example):
-        example = first_of_pair(example)
+    example = as_single(dataset.get_example(index))
     image = torch.from_numpy(np.ascontiguousarray(example["image"], dtype=np.float32)).permute(2, 0, 1)[None]
     label = example.get("class")
     return image, None if label is None else int(label)

@@ -17,6 +17,7 @@ import torch
 
 from invproto.callbacks.fid import fid_reconstruction, fid_samples, reconstruction
 from invproto.config.schema import OptimizerParams
+from invproto.data.pairs import as_single
 from invproto.errors import CheckpointError
 from invproto.iterators.base import Batch, Iterator, Scalars
 from invproto.iterators.optimization import build_optimizer, current_factor
@@ -79,7 +80,7 @@ class AutoencoderIterator(Iterator):
         """The first ``n_log_images`` validation images, NCHW on the device: the same in every log."""
         if self._fixed_inputs is None:
             n = min(self.params.n_log_images, len(self.validation_dataset))
-            images = np.stack([self.validation_dataset[i]["image"] for i in range(n)])
+            images = np.stack([as_single(self.validation_dataset[i])["image"] for i in range(n)])
             self._fixed_inputs = torch.from_numpy(images).permute(0, 3, 1, 2).to(self.device)
         return self._fixed_inputs
 
