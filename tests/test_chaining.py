@@ -107,7 +107,33 @@ def test_runs_without_what_is_asked_for_fail_in_one_line_naming_the_key(tmp_path
         resolve_run_references(diin_config(str(no_config)))
 
 
+def test_a_checkpoint_file_of_a_run_takes_model_and_params_from_that_run(tmp_path):
+    run = make_run(tmp_path, "2026-01-01T00-00-00_ae", steps=(5, 10), config=AE)
+    chosen = str(run / "train" / "checkpoints" / "model-5.ckpt")
+    config = diin_config(chosen)
+    resolve_run_references(config)
+    assert config["model_params"]["first_stage"] == {"checkpoint": chosen, **AE}  # that file, not the newest
+
+
 def test_a_checkpoint_file_path_is_left_alone(tmp_path):
     config = diin_config(str(tmp_path / "model-3.ckpt"), model="x.Y")
     assert resolve_run_references(config) == []
     assert config["model_params"]["first_stage"]["checkpoint"] == str(tmp_path / "model-3.ckpt")
+
+
+def test_the_shipped_swap_recipe_resolves_to_a_valid_config(tmp_path, monkeypatch):
+    """configs/sprites_ae_diin.yaml names the newest sprites_ae_cpu run for its first stage and factor sizes."""
+    from conftest import REPO
+
+    from invproto.config import validate_run_config
+
+    ae_config = yaml.safe_load((REPO / "configs" / "sprites_ae_cpu.yaml").read_text())
+    make_run(tmp_path / "logs", "2026-01-01T00-00-00_sprites_ae_cpu", steps=(2504,), config=ae_config,
+             factor_dims={2504: [13, 14, 37]})
+    monkeypatch.chdir(tmp_path)
+    config = yaml.safe_load((REPO / "configs" / "sprites_ae_diin.yaml").read_text())
+    resolve_run_references(config)
+    first_stage = config["model_params"]["first_stage"]
+    assert first_stage["model"] == ae_config["model"] and first_stage["model_params"] == ae_config["model_params"]
+    assert config["model_params"]["factor_config"] == [13, 14, 37]
+    validate_run_config(config)

@@ -353,7 +353,9 @@ def test_sprites_protoflow_through_edflow(tmp_path, ae_checkpoint):
              "--model_params/hidden_dim", "32", "--iterator_params/kmeans_batches", "4",
              "--iterator_params/nearest_pool", "64", "--iterator_params/n_nearest", "3",
              "--iterator_params/n_prototype_samples", "3", "--loss/params/consistency_rampup_steps", "4",
-             "--model_params/first_stage/checkpoint", str(ae_checkpoint)]
+             "--model_params/first_stage/checkpoint", str(ae_checkpoint), "--model_params/first_stage/model", AE_PATH,
+             *[option for key in ("in_channels", "in_size", "n_down")
+               for option in (f"--model_params/first_stage/model_params/{key}", str(SPRITES_AE[key]))]]
     first_stage = [f"--model_params/first_stage/model_params/{key}" for key in ("base_channels", "z_dim")]
 
     result = runner("-b", "configs/sprites_protoflow.yaml", "-t", *small, first_stage[0], "8", first_stage[1], "32",

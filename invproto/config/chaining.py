@@ -16,7 +16,8 @@ checkpoint file it used:
 
 * every ``checkpoint`` key, at any depth, whose value is a run directory
   (it has ``train/checkpoints/``) becomes that run's highest-step checkpoint;
-* in the same section, an omitted ``model`` (``source`` unset or
+* in the same section (also when ``checkpoint`` is a file in a run's
+  ``train/checkpoints/``), an omitted ``model`` (``source`` unset or
   ``invproto``) is read from that run's newest saved train config, and so are
   its ``model_params``, with any given here on top (they override the run's);
 * ``factor_config`` given as a run directory becomes the newest
@@ -110,16 +111,25 @@ def _sections(config: Any, key: str = "") -> Iterator[tuple[str, dict]]:
             yield from _sections(value, f"{key}.{index}")
 
 
+def run_of_checkpoint_file(path: str) -> Path | None:
+    """The run directory holding the checkpoint file ``path`` (``<run>/train/checkpoints/<file>``), if any."""
+    file = Path(path)
+    run = file.parent.parent.parent
+    return run if file.is_file() and file.parent.name == "checkpoints" and is_run_directory(run) else None
+
+
 def _resolve_checkpoint(section: dict, key: str) -> str | None:
     reference = section.get("checkpoint")
     if not isinstance(reference, str):
         return None
+    lines = []
     run = find_run(reference, f"{key}.checkpoint", highest_step_checkpoint, "a checkpoint in train/checkpoints/")
-    if run is None:
-        return None
-    section["checkpoint"] = str(highest_step_checkpoint(run))
-    lines = [f"invproto: {key}.checkpoint {reference} -> {section['checkpoint']}"]
-    if section.get("source", "invproto") == "invproto" and not section.get("model"):
+    if run is not None:
+        section["checkpoint"] = str(highest_step_checkpoint(run))
+        lines.append(f"invproto: {key}.checkpoint {reference} -> {section['checkpoint']}")
+    else:
+        run = run_of_checkpoint_file(reference)
+    if run is not None and section.get("source", "invproto") == "invproto" and not section.get("model"):
         saved = saved_train_config(run)
         if saved is None or "model" not in saved:
             raise ConfigError(f"{key}.model is omitted and run {run} has no saved config naming its model; "
@@ -127,7 +137,7 @@ def _resolve_checkpoint(section: dict, key: str) -> str | None:
         section["model"] = saved["model"]
         section["model_params"] = {**(saved.get("model_params") or {}), **(section.get("model_params") or {})}
         lines.append(f"invproto: {key}.model and model_params from {run}/configs: {saved['model']}")
-    return "\n".join(lines)
+    return "\n".join(lines) or None
 
 
 def _resolve_factor_config(section: dict, key: str) -> str | None:
