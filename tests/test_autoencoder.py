@@ -273,8 +273,9 @@ def test_eval_step_stores_uint8_images_and_reproducible_samples(make_iterator):
     np.testing.assert_array_equal(images["fixed_inputs"][1], np.full((32, 32, 3), -0.5, np.float32))
 
 
+AUTOENCODER = "invproto.models.autoencoder.Autoencoder"
 AUTOENCODER_CONFIGS = sorted(path for path in glob.glob(str(REPO / "configs" / "*.yaml"))
-                             if (yaml.safe_load(open(path)) or {}).get("model") == "invproto.models.autoencoder.Autoencoder")
+                             if (yaml.safe_load(open(path)) or {}).get("model") == AUTOENCODER)
 
 
 @pytest.mark.parametrize("path", AUTOENCODER_CONFIGS)
