@@ -9,15 +9,8 @@ git-ignored): ``demo_page.png`` and ``demo_views/<kind>_<tab>.png``.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -26,40 +19,28 @@ import pytest
 from edflow_runner import REPO
 from test_demo import demo_logs, first_stage_logs, run_named  # noqa: F401 -- the tiny trained runs (session fixtures)
 
+from benchmarks.demo_browser import (
+    CHROMEDRIVER,
+    CHROMIUM,
+    chromium_driver,
+    click_tab,
+    drawn,
+    not_blank,
+    page_finished,
+    rendered_images,
+    serve,
+    tab_titles,
+    visible_panel,
+)
 from invproto.demo.runs import find_runs
 from invproto.demo.views import VIEWS
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
-# Headless on a machine without a network: no GPU, no QUIC, and none of Chromium's own background connections.
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                  "--window-size=1400,1400"]
 ARTIFACTS = Path(os.environ.get("INVPROTO_TEST_ARTIFACTS", REPO / "tests" / "artifacts"))
 
 pytestmark = pytest.mark.skipif(
     not (CHROMIUM.is_file() and CHROMEDRIVER.is_file()),
     reason=f"{CHROMIUM} and {CHROMEDRIVER} are not installed; `bash tools/install_browser.sh` "
            f"(run by `make test`) installs Debian's chromium and chromium-driver")
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def wait_until_healthy(url: str, process: subprocess.Popen, timeout: float = 60) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        assert process.poll() is None, "streamlit exited before serving the page"
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                if response.read() == b"ok":
-                    return
-        except OSError:
-            time.sleep(0.3)
-    raise TimeoutError(f"streamlit did not answer on {url} within {timeout} s")
 
 
 @pytest.fixture
@@ -72,46 +53,16 @@ def logs(first_stage_logs, tmp_path):  # noqa: F811 -- the imported fixture
     return logs
 
 
-@contextlib.contextmanager
-def serve(logs: Path, tmp_path: Path):
-    """The demo on ``logs`` served by ``streamlit run`` from the repository root (its .streamlit/config.toml)
-    on a free port: ``(url, process)``."""
-    port = free_port()
-    log = open(tmp_path / "streamlit.log", "w")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "invproto/demo/app.py", "--server.port", str(port),
-         "--server.headless", "true", "--", "--logs", str(logs)],
-        cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        url = f"http://127.0.0.1:{port}"
-        wait_until_healthy(url, process)
-        yield url, process
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-        log.close()
-
-
 @pytest.fixture
 def served_demo(logs, tmp_path):
-    with serve(logs, tmp_path) as served:
+    with serve(logs, tmp_path / "streamlit.log") as served:
         yield served
 
 
 @pytest.fixture
 def chromium(tmp_path):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for flag in [*CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'chromium-profile'}"]:
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
-    try:
+    with chromium_driver(tmp_path / "chromium-profile") as driver:
         yield driver
-    finally:
-        driver.quit()
 
 
 @pytest.mark.slow
@@ -129,10 +80,6 @@ def test_chromium_renders_the_run_list_and_images(served_demo, chromium, tmp_pat
 
     url, _ = served_demo
     chromium.get(url)
-
-    def rendered_images(driver):
-        images = driver.find_elements(By.CSS_SELECTOR, '[data-testid="stImage"] img')
-        return [image for image in images if driver.execute_script("return arguments[0].naturalWidth", image) > 0]
 
     def finished(driver) -> bool:
         """The script ran to its end (Streamlit's "running" status widget is gone) and its pictures loaded."""
@@ -155,48 +102,8 @@ def test_chromium_renders_the_run_list_and_images(served_demo, chromium, tmp_pat
 
 # --- every view of every run kind ------------------------------------------------------------------
 
-def rendered_images(element) -> list:
-    """The pictures inside ``element`` that the browser has decoded."""
-    from selenium.webdriver.common.by import By
-
-    images = element.find_elements(By.CSS_SELECTOR, '[data-testid="stImage"] img')
-    return [image for image in images if image.parent.execute_script("return arguments[0].naturalWidth", image) > 0]
-
-
-def page_finished(driver) -> bool:
-    """The script ran to its end: Streamlit's "running" status widget is gone and the run's tabs are drawn."""
-    from selenium.webdriver.common.by import By
-
-    return (not driver.find_elements(By.CSS_SELECTOR, '[data-testid="stStatusWidget"]')
-            and bool(driver.find_elements(By.CSS_SELECTOR, '[data-testid="stTab"]')))
-
-
-def visible_panel(driver):
-    from selenium.webdriver.common.by import By
-
-    return next(panel for panel in driver.find_elements(By.CSS_SELECTOR, '[data-testid="stTabPanel"]')
-                if panel.is_displayed())
-
-
-def drawn(panel) -> bool:
-    """Pictures decoded, or a chart drawn (the metrics), in ``panel``."""
-    from selenium.webdriver.common.by import By
-
-    charts = panel.find_elements(By.CSS_SELECTOR, '[data-testid="stVegaLiteChart"] canvas, '
-                                                  '[data-testid="stVegaLiteChart"] svg')
-    return bool(rendered_images(panel)) or bool(charts)
-
-
-def not_blank(png: bytes) -> bool:
-    """A screenshot with something on it: many grey levels, not one flat colour."""
-    from PIL import Image
-
-    grey = np.asarray(Image.open(io.BytesIO(png)).convert("L"))
-    return np.unique(grey).size > 16
-
-
 def upload_picture(driver, panel, tmp_path: Path) -> None:
-    """Choose "upload a picture" in the panel and upload a PNG (a Sprites validation image)."""
+    """Choose "upload a picture" in the panel and upload a PNG (a colourful 32 px pattern)."""
     from PIL import Image
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
@@ -225,16 +132,14 @@ def test_chromium_shows_every_view_of_every_run_kind(demo_logs, chromium, tmp_pa
     shots = ARTIFACTS / "demo_views"
     shots.mkdir(parents=True, exist_ok=True)
     seen = []
-    with serve(demo_logs, tmp_path) as (url, _):
+    with serve(demo_logs, tmp_path / "streamlit.log") as (url, _):
         for run in runs:
             chromium.get(f"{url}/?run={run.name}")
             WebDriverWait(chromium, 120, poll_frequency=0.5).until(page_finished)
-            titles = [tab.text for tab in chromium.find_elements(By.CSS_SELECTOR, '[data-testid="stTab"]')]
+            titles = tab_titles(chromium)
             assert titles == [title for title, _ in VIEWS[run.kind]] + ["Metrics"], run.name
             for title in titles:
-                [tab] = [tab for tab in chromium.find_elements(By.CSS_SELECTOR, '[data-testid="stTab"]')
-                         if tab.text == title]
-                tab.click()
+                click_tab(chromium, title)
                 WebDriverWait(chromium, 60, poll_frequency=0.5).until(lambda d: drawn(visible_panel(d)))
                 if title == "Explain an image":
                     upload_picture(chromium, visible_panel(chromium), tmp_path)
