@@ -32,5 +32,6 @@ setup(
         # declared dependencies would add opencv-python (~190 MB) and loguru.
     ],
     extras_require={"test": ["pytest", "pytest-timeout", "selenium", "ruff==0.17.6"]},  # ruff: ruff.toml
-    entry_points={"console_scripts": ["invproto-fid = invproto.fid.__main__:main"]},
+    entry_points={"console_scripts": ["invproto-fid = invproto.fid.__main__:main",
+                                      "invproto-demo = invproto.demo.__main__:main"]},
 )

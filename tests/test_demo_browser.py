@@ -153,3 +153,41 @@ def test_chromium_shows_every_view_of_every_run_kind(demo_logs, chromium, tmp_pa
                 assert not_blank(png), (run.name, title)
                 seen.append((run.kind, title))
     assert seen == [(run.kind, title) for run in runs for title in [t for t, _ in VIEWS[run.kind]] + ["Metrics"]]
+
+
+# --- the invproto-demo command -----------------------------------------------------------------------
+
+def test_the_demo_command_adds_safe_settings_unless_given():
+    from invproto.demo.__main__ import APP, streamlit_command
+
+    command = streamlit_command(["--logs", "runs", "--server.port", "8600"])
+    assert command[1:4] == ["-m", "streamlit", "run"] and command[4] == str(APP)
+    assert {"--server.address=127.0.0.1", "--browser.gatherUsageStats=false", "--server.port"} <= set(command)
+    assert command[command.index("--") + 1:] == ["--logs", str(Path("runs").resolve()), "--device", "cpu"]
+    shared = streamlit_command(["--server.address", "0.0.0.0"])  # on purpose: the user's choice wins
+    assert "--server.address=127.0.0.1" not in shared and "0.0.0.0" in shared
+
+
+@pytest.mark.slow
+def test_the_demo_command_serves_localhost_only_from_any_directory(logs, tmp_path):
+    import subprocess
+    import sys
+
+    from benchmarks.demo_browser import free_port, wait_until_healthy
+
+    port = free_port()
+    elsewhere = tmp_path / "elsewhere"  # no .streamlit/config.toml here
+    elsewhere.mkdir()
+    with open(tmp_path / "demo.log", "w") as log:
+        process = subprocess.Popen([str(Path(sys.executable).with_name("invproto-demo")), "--logs", str(logs),
+                                    "--server.port", str(port), "--server.headless", "true"],
+                                   cwd=elsewhere, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            wait_until_healthy(f"http://127.0.0.1:{port}", process)
+            listening = [c.laddr.ip for c in psutil.Process(process.pid).net_connections(kind="inet")
+                         if c.status == psutil.CONN_LISTEN]
+            assert listening and set(listening) <= {"127.0.0.1"}, listening
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+    assert "usage statistics" not in (tmp_path / "demo.log").read_text()
