@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import io
+import json
 import shutil
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -388,7 +389,49 @@ def test_metrics_view_plots_the_per_epoch_metrics(demo_logs, monkeypatch):
     app = page(demo_logs, monkeypatch, run_named(demo_logs, "iin"))
     chosen = app.multiselect(key="metrics_chosen")
     assert "bits_per_dim" in chosen.value and "nats_per_dim" in chosen.value
-    assert len(app.tabs[-1].get("vega_lite_chart")) == len(chosen.value)
+    charts = app.tabs[-1].get("vega_lite_chart")
+    assert len(charts) == len(chosen.value)
+    spec = json.loads(charts[0].proto.spec)
+    assert spec["mark"] == {"type": "line", "point": True}  # one evaluation after one epoch is a visible point
+
+
+def test_metrics_of_other_runs_can_be_overlaid(demo_logs, monkeypatch):
+    from invproto.demo.views.metrics import metric_chart
+
+    iin, diin = Run(demo_logs / run_named(demo_logs, "iin")), Run(demo_logs / run_named(demo_logs, "diin"))
+    chart = metric_chart({iin.name: iin.metrics(), diin.name: diin.metrics()}, "bits_per_dim")
+    series = set(chart.data["series"])
+    assert {"iin · epoch_end", "diin · epoch_end"} <= series
+    app = page(demo_logs, monkeypatch, iin.name)
+    app.multiselect(key="metrics_compared").set_value([diin.name]).run()
+    assert_clean(app)
+    data = b"".join(dataset.data.data for chart in app.tabs[-1].get("vega_lite_chart") for dataset in chart.proto.datasets)
+    assert b"diin \xc2\xb7 epoch_end" in data  # the compared run's series, drawn beside (Arrow keeps UTF-8 text)
+
+
+def test_widgets_of_one_run_do_not_carry_over_to_the_next(demo_logs, monkeypatch):
+    app = page(demo_logs, monkeypatch, run_named(demo_logs, "iin"))
+    app.multiselect(key="metrics_chosen").set_value(["loss"]).run()
+    app.selectbox(key="run").set_value(run_named(demo_logs, "clf")).run()
+    assert_clean(app)
+    assert app.multiselect(key="metrics_chosen").value != ["loss"]  # the classifier's own defaults
+    assert "accuracy" in app.multiselect(key="metrics_chosen").value
+
+
+def test_the_run_table_filters_and_sorts_with_integer_steps(demo_logs, tmp_path):
+    from invproto.demo.runs import filtered_runs
+
+    logs = tmp_path / "logs"
+    shutil.copytree(demo_logs, logs, symlinks=True)
+    shutil.rmtree(logs / run_named(demo_logs, "clf") / "train" / "checkpoints")  # a run without a checkpoint
+    table = run_table(find_runs(logs))
+    assert str(table["step"].dtype) == "Int64" and table["step"].isna().sum() == 1
+    assert "922.0000" not in table.to_string() and f"{STEPS}" in table.to_string()
+    assert list(filtered_runs(table, "IIN").index.str.rsplit("_", n=1).str[-1]) in (["iin", "diin"], ["diin", "iin"])
+    assert filtered_runs(table, "nothing like this").empty
+    by_step = filtered_runs(table, "", "step")
+    assert by_step["step"].isna().tolist()[-1]  # runs without a step last
+    assert list(filtered_runs(table, "", "kind")["kind"]) == sorted(table["kind"])
 
 
 # --- broken runs --------------------------------------------------------------------------------

@@ -25,7 +25,7 @@ import torch
 
 from invproto.demo.kinds import LoadError, first_line
 from invproto.demo.loading import cached_model, cached_validation_dataset
-from invproto.demo.runs import Run, checkpoint_step, find_runs, run_table
+from invproto.demo.runs import Run, checkpoint_step, filtered_runs, find_runs, run_table
 from invproto.demo.views import VIEWS, ViewContext
 from invproto.demo.views.metrics import metrics
 
@@ -46,12 +46,36 @@ def choose_run(runs: list[Run]) -> tuple[Run, Path | None]:
         st.session_state["run"] = st.query_params["run"]
     run = by_name[st.sidebar.selectbox("run", list(by_name), key="run")]
     st.query_params["run"] = run.name  # the address names the run shown: it can be shared or reloaded
+    forget_other_runs_widgets(run.name)
     checkpoints = run.checkpoints[::-1]
     if not checkpoints:
         return run, None
     name = st.sidebar.selectbox("checkpoint", [p.name for p in checkpoints], key=f"checkpoint:{run.name}",
                                 format_func=lambda n: f"step {checkpoint_step(Path(n))} ({n})")
     return run, run.path / "train" / "checkpoints" / name
+
+
+def forget_other_runs_widgets(run: str) -> None:
+    """When another run is chosen, the views' widgets start from their defaults (an upload, a metric choice or
+    an image index chosen for one run must not carry over to the next); the run and checkpoint choices stay."""
+    if st.session_state.get("shown_run") not in (None, run):
+        for key in list(st.session_state):
+            if key not in ("run", "shown_run", "runs_filter", "runs_sort") and not str(key).startswith("checkpoint:"):
+                del st.session_state[key]
+    st.session_state["shown_run"] = run
+
+
+def show_run_table(runs: list[Run]) -> None:
+    """Every run with its kind, dataset, step and key metrics; filtered by a text and sorted by a column."""
+    table = run_table(runs)
+    left, right = st.columns([3, 1])
+    text = left.text_input("filter runs (name, model, kind, dataset)", key="runs_filter")
+    sort_by = right.selectbox("sort by", ["newest first", "run", *table.columns.drop("error", errors="ignore")],
+                              key="runs_sort")
+    shown = filtered_runs(table, text, None if sort_by == "newest first" else sort_by)
+    st.table(shown)
+    if len(shown) < len(table):
+        st.caption(f"{len(shown)} of {len(table)} runs")
 
 
 def load_context(run: Run, checkpoint: Path | None, device: str) -> ViewContext:
@@ -98,7 +122,7 @@ def main() -> None:
     st.sidebar.caption(f"runs from {Path(args.logs).resolve()}; models on {args.device}")
 
     st.subheader("Runs")
-    st.table(run_table(runs))
+    show_run_table(runs)
     st.header(run.name)
     views, ctx = run_views(run, checkpoint, args.device)
     tabs = st.tabs([title for title, _ in views] + ["Metrics"])
@@ -110,7 +134,7 @@ def main() -> None:
                 st.error(f"invproto: {title} cannot be shown for {run.name}: {type(error).__name__}: "
                          f"{first_line(error)}")
     with tabs[-1]:
-        metrics(run)
+        metrics(run, runs)
 
 
 main()

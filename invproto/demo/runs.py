@@ -234,7 +234,22 @@ def run_table(runs: list[Run]) -> pd.DataFrame:
     metric_columns = [c for c in table.columns if c not in (*described_columns, "error")]
     ordered = [c for c in KEY_METRICS if c in metric_columns] + sorted(set(metric_columns) - set(KEY_METRICS))
     errors = ["error"] if "error" in table and table["error"].notna().any() else []
-    return table.reindex(columns=[*described_columns, *ordered, *errors]).set_index("run")
+    table = table.reindex(columns=[*described_columns, *ordered, *errors]).set_index("run")
+    table["step"] = table["step"].astype("Int64")  # a run without a checkpoint has none, the others stay integers
+    return table
+
+
+def filtered_runs(table: pd.DataFrame, text: str, sort_by: str | None = None) -> pd.DataFrame:
+    """The rows of :func:`run_table` whose name, model, kind or dataset contains ``text`` (any case), sorted by
+    the column ``sort_by`` (descending for metrics and steps, empty cells last; None: as found)."""
+    described = table.index.to_series() + " " + table[["model", "kind", "dataset"]].astype(str).agg(" ".join, axis=1)
+    shown = table[described.str.contains(text.strip(), case=False, regex=False)] if text.strip() else table
+    if sort_by is None:
+        return shown
+    descending = sort_by not in ("model", "kind", "dataset")
+    if sort_by == "run":
+        return shown.sort_index()
+    return shown.sort_values(sort_by, ascending=not descending, na_position="last", kind="stable")
 
 
 def metric_names(frame: pd.DataFrame) -> list[str]:
