@@ -405,7 +405,8 @@ def test_metrics_of_other_runs_can_be_overlaid(demo_logs, monkeypatch):
     app = page(demo_logs, monkeypatch, iin.name)
     app.multiselect(key="metrics_compared").set_value([diin.name]).run()
     assert_clean(app)
-    data = b"".join(dataset.data.data for chart in app.tabs[-1].get("vega_lite_chart") for dataset in chart.proto.datasets)
+    charts = app.tabs[-1].get("vega_lite_chart")
+    data = b"".join(dataset.data.data for chart in charts for dataset in chart.proto.datasets)
     assert b"diin \xc2\xb7 epoch_end" in data  # the compared run's series, drawn beside (Arrow keeps UTF-8 text)
 
 
