@@ -349,6 +349,11 @@ def test_a_stage_named_by_its_run_directory_is_saved_as_the_checkpoint_it_used(d
     assert saved["model"] == ae_config["model"] and saved["model_params"] == ae_config["model_params"]
 
 
+def test_the_diin_logs_swap_grids_named_by_factor(demo_logs):
+    logged = {path.name.rsplit("_", 1)[0] for path in (demo_logs / run_named(demo_logs, "diin")).rglob("swap_*.png")}
+    assert logged == {"swap_shape", "swap_color", "swap_residual"}
+
+
 def test_invariance_views(demo_logs, monkeypatch):
     app = page(demo_logs, monkeypatch, run_named(demo_logs, "cinn"))
     assert labels(app.tabs) == ["Invariances", "Attack", "Metrics"]

@@ -76,7 +76,8 @@ class IINIterator(Iterator):
 
 
 class FactorIINIterator(IINIterator):
-    """Trains a :class:`~invproto.models.iin.FactorIIN` on factor pairs with the ``FactorLoss``."""
+    """Trains a :class:`~invproto.models.iin.FactorIIN` on factor pairs with the ``FactorLoss``; logs the factor-swap
+    grids by factor name (``swap_shape``, ``swap_color``, ``swap_residual`` on Sprites)."""
 
     reads_pairs = True
 
@@ -102,9 +103,15 @@ class FactorIINIterator(IINIterator):
         targets, sources = batch["image1"][:n], batch["image2"][:n]
         images = {"targets": to_hwc(targets), "sources": to_hwc(sources)}
         if self.model.can_decode:
-            for k in range(self.model.n_factors):
-                images[f"swap_factor_{k}"] = to_hwc(self.model.swap_grid(targets, sources, k))
+            for k, name in enumerate(self.factor_names()):
+                images[f"swap_{name}"] = to_hwc(self.model.swap_grid(targets, sources, k))
         return {"scalars": scalars, "images": images}
+
+    def factor_names(self) -> list[str]:
+        """The flow's factors by name: the pair dataset's ``factor_names``, then ``residual`` (``factor_<k>`` for a
+        dataset without names or with another count)."""
+        names = [*getattr(self.validation_dataset, "factor_names", ()), "residual"]
+        return names if len(names) == self.model.n_factors else [f"factor_{k}" for k in range(self.model.n_factors)]
 
     def eval_step(self, batch: Batch) -> dict[str, np.ndarray]:
         per_example = self.loss.per_example(*self._pair_outputs(batch))
