@@ -52,6 +52,13 @@ def boxed(images: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
     return torch.stack(drawn).float() / 127.5 - 1
 
 
+def top_share_box(heat: torch.Tensor, share: float = 0.05) -> torch.Tensor:
+    """``(S, S)`` heat map -> ``(4,)`` box ``x0, y0, x1, y1`` (exclusive ends) around its hottest ``share`` of
+    pixels (ProtoPNet's box: the 95th percentile of the upsampled activation and above)."""
+    rows, columns = torch.nonzero(heat >= torch.quantile(heat.float().flatten(), 1 - share), as_tuple=True)
+    return torch.stack([columns.min(), rows.min(), columns.max() + 1, rows.max() + 1]).cpu()
+
+
 def grid_rows(columns: list[torch.Tensor]) -> torch.Tensor:
     """One picture, row ``i`` = image ``i`` of every column: ``K`` tensors ``(R, C, H, W)`` -> ``(1, C, H', W')``.
 

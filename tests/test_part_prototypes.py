@@ -314,3 +314,24 @@ def test_sprites_part_prototypes_train_push_and_evaluate_through_edflow(tmp_path
         assert 0 <= scores[f"consistency_{mapping}"] <= 1 and 0 <= scores[f"stability_soft_{mapping}"] <= 1
     assert math.isclose(scores["relevance_rf_minus_upsample"],
                         scores["relevance_auc_rf"] - scores["relevance_auc_upsample"], abs_tol=1e-9)
+
+
+def test_the_demo_shows_where_each_prototype_matched():
+    """Explain view of part prototypes: heat map over the image and the box around its hottest 5 %."""
+    from invproto.demo.views.prototypes import where_matched
+    from invproto.pictures import top_share_box
+
+    heat = torch.zeros(10, 10)
+    heat[2:4, 5:8] = 1.0  # 6 of 100 pixels hot
+    assert top_share_box(heat).tolist() == [5, 2, 8, 4]
+    model = PartPrototypeNet.from_params(**SMALL_NET).eval()
+    image = torch.rand(1, 3, 32, 32) * 2 - 1
+    nearest = torch.tensor([4, 0])
+    with torch.no_grad():
+        for mapping in ("rf", "upsample"):
+            pictures = where_matched(model, image, nearest, mapping)
+            assert pictures.shape == (2, 3, 32, 32) and pictures.min() >= -1 and pictures.max() <= 1
+            heat = model.pixel_heatmaps(model(image).similarity_maps[:, nearest], mapping)[0]
+            x0, y0, x1, y1 = top_share_box(heat[0]).tolist()
+            red = (pictures[0, 0] > 0.99) & (pictures[0, 1] < -0.99) & (pictures[0, 2] < -0.99)
+            assert red[y0, x0:x1].all() and red[y1 - 1, x0:x1].all()  # the box's top and bottom edges

@@ -3,7 +3,10 @@ metric-guided and part prototypes): the prototype gallery and "explain this imag
 
 Only the interface is used: ``prototype_class``, ``prototype_images()`` and
 ``explain(images)``; draws from a prototype are shown for models that offer
-``prototype_samples(n, generator)`` (prototype flows).
+``prototype_samples(n, generator)`` (prototype flows), and where in the image
+each nearest prototype matched -- a heat map and the box around its hottest
+5 % -- for models with patch similarity maps (part prototypes:
+``similarity_maps`` and ``pixel_heatmaps``, by receptive field or upsampling).
 """
 
 from __future__ import annotations
@@ -13,7 +16,10 @@ import streamlit as st
 import torch
 
 from invproto.demo.views.common import ViewContext, choose_or_upload_image, class_posterior, needs_images, show
+from invproto.interpret.receptive_field import MAPPINGS
+from invproto.pictures import boxed, heat_overlay, top_share_box
 
+MAPPING_NAMES = {"rf": "receptive field (PixPNet)", "upsample": "upsampling (ProtoPNet)"}
 SIMILARITY_HELP = ("higher is closer; the unit depends on the model: a weighted component log-density in nats "
                    "(prototype flows), a negative distance (prototypeDL), a patch similarity (part prototypes)")
 
@@ -60,3 +66,18 @@ def explain(ctx: ViewContext) -> None:
     st.dataframe(pd.DataFrame({"prototype": nearest.tolist(), "class": [ctx.class_name(c) for c in owner],
                                "similarity": similarity.tolist()}), hide_index=True)
     st.caption(f"Similarity: {SIMILARITY_HELP}.")
+    if hasattr(model, "pixel_heatmaps"):
+        mapping = st.radio("where it matched: heat map by", MAPPINGS, horizontal=True, key="proto_heat_mapping",
+                           format_func=MAPPING_NAMES.get)
+        show(where_matched(model, image, nearest, mapping), caption=[f"prototype {p}" for p in nearest.tolist()])
+        st.caption("This looks like that: each nearest prototype's similarity over the image, and the box around "
+                   "its hottest 5 %.")
+
+
+def where_matched(model, image: torch.Tensor, prototypes: torch.Tensor, mapping: str) -> torch.Tensor:
+    """``(1, C, S, S)`` image, ``(k,)`` prototype indices -> ``(k, 3, S, S)``: the image under each prototype's
+    pixel heat map (``mapping``: ``rf`` or ``upsample``), with the box around the hottest 5 % drawn."""
+    maps = model(image).similarity_maps[:, prototypes]  # (1, k, Hc, Wc)
+    heat = model.pixel_heatmaps(maps, mapping)[0]  # (k, S, S)
+    overlays = heat_overlay(image.expand(len(prototypes), -1, -1, -1), heat)
+    return boxed(overlays, torch.stack([top_share_box(h) for h in heat]))
