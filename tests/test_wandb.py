@@ -3,6 +3,7 @@
 import struct
 
 import pytest
+import yaml
 from edflow_runner import QUICK, SHARED_DATA, EdflowRunner
 from wandb.proto import wandb_internal_pb2
 
@@ -49,4 +50,28 @@ def test_offline_wandb_run_holds_scalars_and_evaluation_metrics(tmp_path):
     assert {"train/log_op/loss", "train/log_op/accuracy", "validation/log_op/loss"} <= logged
     assert "validation/eval_op/accuracy/accuracy" in logged
     assert "train/log_op/inputs/_type" in logged  # log_step images become wandb image media
+    assert any(r.WhichOneof("record_type") == "exit" for r in records), "wandb.finish() was not called"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (SHARED_DATA / "mnist").is_dir(), reason="needs ../shared/data")
+def test_an_evaluation_reaches_wandb_grouped_with_its_training_run(tmp_path):
+    runner = EdflowRunner(tmp_path)
+    result = runner("-b", "configs/mnist_clf.yaml", "configs/project.yaml", "-t", *QUICK,
+                    "--num_steps", "6", "-n", "wandb")
+    assert result.returncode == 0, result.stderr[-3000:]
+    run = runner.run_dir("wandb")
+    before = set((run / "wandb").glob("offline-run-*"))
+    result = runner("-p", str(run), "--datasets/validation", "invproto.data.MNISTTest")
+    assert result.returncode == 0, result.stderr[-3000:]
+    [evaluation] = set((run / "wandb").glob("offline-run-*")) - before
+    [file] = evaluation.glob("run-*.wandb")
+    records = read_records(file)
+    logged = {item.key or "/".join(item.nested_key): item.value_json
+              for r in records if r.WhichOneof("record_type") == "history" for item in r.history.item}
+    assert {"evaluation/accuracy", "evaluation/nll", "evaluation/ece"} <= set(logged)
+    scores = yaml.safe_load((run / "results" / "scores.yaml").read_text())["evaluations"][-1]
+    assert float(logged["evaluation/accuracy"]) == pytest.approx(scores["accuracy"])
+    [meta] = [r.run for r in records if r.WhichOneof("record_type") == "run"]
+    assert meta.run_group == run.name and meta.job_type == "evaluation"
     assert any(r.WhichOneof("record_type") == "exit" for r in records), "wandb.finish() was not called"

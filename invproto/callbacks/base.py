@@ -10,7 +10,8 @@ iterator's ``eval_op`` returned under ``labels``).
 into such a callback that also prints the metrics, records them in
 ``results/scores.yaml`` and ``metrics.csv`` (edflow logs nothing in ``-p``
 mode), and returns ``{"scalars": metrics}`` so that during training edflow
-logs them (to wandb too when it is active).
+logs them (to wandb too when it is active); in ``edflow -p`` they go to the
+evaluation's own wandb run as ``evaluation/<metric>`` (:func:`log_to_wandb`).
 
 Under ``torchrun`` every rank runs every callback on the same outputs (those
 of all ranks, :mod:`invproto.iterators.base`), so that callbacks sharing
@@ -25,6 +26,7 @@ say) does so on rank 0 only (:func:`invproto.distributed.is_main_process`).
 from __future__ import annotations
 
 import functools
+import sys
 from pathlib import Path
 from typing import Callable, Mapping
 
@@ -51,6 +53,16 @@ def evaluation_callback(compute: MetricsFn) -> Callable:
             {"step": step, "phase": "evaluation" if evaluation else "epoch_end", **metrics})
         shown = " ".join(f"{k}={v:.4f}" for k, v in metrics.items())
         print(f"invproto: {compute.__name__} at step {step} on {context['dataset']}: {shown}", flush=True)
+        if evaluation:  # edflow logs the returned scalars during training only
+            log_to_wandb(metrics, step)
         return {"scalars": metrics}
 
     return callback
+
+
+def log_to_wandb(metrics: Mapping[str, float], step: int) -> None:
+    """``evaluation/<metric>`` at ``step`` in the open wandb run, if there is one (``edflow -p`` with
+    ``integrations.wandb``, :mod:`invproto.iterators.wandb_evaluation`)."""
+    wandb = sys.modules.get("wandb")  # imported only when the integration is active
+    if wandb is not None and wandb.run is not None:
+        wandb.log({f"evaluation/{name}": value for name, value in metrics.items()}, step=step)

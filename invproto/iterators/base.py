@@ -14,7 +14,8 @@ What it does for all models, so that subclasses only write the maths:
   (:mod:`invproto.iterators.stop_signals`),
 * runs the step as the ``performance`` section asks (mixed precision,
   ``torch.compile``, channels-last; :mod:`invproto.iterators.performance`),
-* writes ``metrics.csv``, ``results/model_info.yaml`` and closes wandb,
+* writes ``metrics.csv``, ``results/model_info.yaml`` and closes wandb (which it also opens for
+  ``edflow -p``, :mod:`~invproto.iterators.wandb_evaluation`),
 * under torchrun, trains on PyTorch's DistributedDataParallel (see below).
 
 A subclass implements three methods on a batch of tensors (images NCHW):
@@ -69,6 +70,7 @@ from invproto.iterators.performance import StepTimer, autocast, check_precision,
 from invproto.iterators.resume_overrides import keep_configured_hyperparameters
 from invproto.iterators.run_lock import hold_run_lock
 from invproto.iterators.stop_signals import StopSignals
+from invproto.iterators.wandb_evaluation import start_evaluation_run
 from invproto.models.base import load_checkpoint
 from invproto.models.first_stages import first_stage_codes
 
@@ -122,6 +124,8 @@ class Iterator(TemplateIterator):
         self.stop_signals = StopSignals()
         if config.get("test_mode", False):  # evaluation has nothing to save: signals stop it at once
             self.stop_signals.restore_defaults()
+            if distributed.is_main_process():
+                start_evaluation_run(config, run.root)
         else:  # replaces edflow's handlers, which save from inside a running step and exit with 0
             self.stop_signals.install()
             self.hooks.append(StopOnSignalHook(self))
