@@ -3,8 +3,8 @@
 Three edflow runs:
 
 1. the 32 px autoencoder ``configs/mnist_ae_cpu32.yaml`` (skipped with ``--ae-run``),
-2. the IIN ``configs/mnist_iin_cpu.yaml`` on that run's last checkpoint (its
-   ``first_stage.model_params`` are read from the autoencoder run's saved config),
+2. the IIN ``configs/mnist_iin_cpu.yaml`` on that run's last checkpoint (named by
+   the run directory: ``first_stage.model_params`` come from its saved config),
 3. ``edflow -p <IIN run> --datasets/validation invproto.data.MNIST32Test`` with the
    sample-FID callback on ``--fid-n`` images (10000): z ~ N(0, I) through the
    inverse flow and the decoder, one sample per test example, FID and KID against
@@ -51,7 +51,7 @@ from pathlib import Path
 import yaml
 
 from benchmarks.results_io import write_results
-from benchmarks.runs import EDFLOW, REPO, newest_checkpoint, scores, train_config
+from benchmarks.runs import EDFLOW, REPO, scores, train_config
 
 AE_CONFIG = "configs/mnist_ae_cpu32.yaml"
 IIN_CONFIG = "configs/mnist_iin_cpu.yaml"
@@ -102,12 +102,9 @@ def fid_n_overrides(n_images: int) -> list[str]:
 
 
 def first_stage_overrides(ae_run: Path) -> list[str]:
-    """The IIN's first stage: the autoencoder run's model_params (as trained) and its last checkpoint."""
-    model_params = yaml.safe_load(train_config(ae_run).read_text())["model_params"]
-    overrides = ["--model_params/first_stage/checkpoint", str(newest_checkpoint(ae_run).resolve())]
-    for key, value in model_params.items():
-        overrides += [f"--model_params/first_stage/model_params/{key}", str(value)]
-    return overrides
+    """The IIN's first stage: the autoencoder run, by its directory (invproto.config.chaining: its highest-step
+    checkpoint, its model and model_params as trained)."""
+    return ["--model_params/first_stage/checkpoint", str(ae_run.resolve())]
 
 
 def seconds_per_step(run: Path) -> float | None:

@@ -56,7 +56,8 @@ def test_recipe_configs_pass_validation_and_share_the_first_stage():
     iin = yaml.safe_load((REPO / "configs" / "mnist_iin_cpu.yaml").read_text())
     validate_run_config(ae)
     validate_run_config(iin)
-    assert iin["model_params"]["first_stage"]["model_params"] == ae["model_params"]
+    # the first stage is the newest run of the autoencoder config: its checkpoint, model and model_params
+    assert iin["model_params"]["first_stage"] == {"checkpoint": f"logs/*_{ae['experiment_name']}"}
     assert ae["model_params"]["in_size"] == 32 and ae["datasets"]["train"] == "invproto.data.MNIST32Train"
     assert iin["datasets"] == ae["datasets"] and iin["data"] == ae["data"]  # the same train/validation partition
     assert ae["loss"]["params"]["learn_logvar"]

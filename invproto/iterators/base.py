@@ -14,8 +14,8 @@ What it does for all models, so that subclasses only write the maths:
   (:mod:`invproto.iterators.stop_signals`),
 * runs the step as the ``performance`` section asks (mixed precision,
   ``torch.compile``, channels-last; :mod:`invproto.iterators.performance`),
-* writes ``metrics.csv``, ``results/model_info.yaml`` and closes wandb (which it also opens for
-  ``edflow -p``, :mod:`~invproto.iterators.wandb_evaluation`),
+* writes ``metrics.csv``, ``results/model_info.yaml``; opens wandb for ``edflow -p``
+  (:mod:`~invproto.iterators.wandb_evaluation`) and closes it,
 * under torchrun, trains on PyTorch's DistributedDataParallel (see below).
 
 A subclass implements three methods on a batch of tensors (images NCHW):
@@ -24,12 +24,8 @@ A subclass implements three methods on a batch of tensors (images NCHW):
 * :meth:`log_step` -> ``{"scalars": ..., "images": ...}`` (no gradients),
 * :meth:`eval_step` -> ``{name: array}`` stored for the evaluation callbacks,
 
-and lists its evaluation callbacks in ``callbacks``. When the validation data
-are factor pairs (``image1``, ``image2``, ``factor``) and the iterator does not
-read pairs itself (``reads_pairs``), its steps see the pairs' first images
-(:func:`~invproto.data.pairs.first_of_pair`), and the factor dimensionalities
-of the model's code are estimated after every epoch too (``dim_callback``:
-``factor_dim_<k>`` in ``scores.yaml``, ``metrics.csv`` and wandb).
+and lists its evaluation callbacks in ``callbacks``. Factor-pair validation data
+for an iterator of single images: :mod:`~invproto.iterators.factor_pairs`.
 
 The training step never waits for the device outside log steps: scalars
 stay tensors (0-d, detached) until a log step turns them into floats, the
@@ -44,7 +40,6 @@ describes how the step, the evaluation and the scores are shared between the ran
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 from typing import Mapping
 
@@ -55,14 +50,14 @@ from edflow.iterators.template_iterator import TemplateIterator
 
 from invproto import distributed
 from invproto.artifacts import RunArtifacts
-from invproto.callbacks.factor_dims import dim_callback
-from invproto.config import get_obj_from_str, instantiate
+from invproto.config import instantiate
 from invproto.config.run import abort_cleanly, prepare_run
 from invproto.config.schema import OptimizerParams, PerformanceParams
-from invproto.data.pairs import FactorPairs, first_of_pair, is_pair_example
+from invproto.data.pairs import as_single
 from invproto.io import atomic_torch_save
 from invproto.iterators.data_position import continue_data_order
-from invproto.iterators.ddp import average_gradients_before_step, replicate
+from invproto.iterators.ddp import average_gradients_before_step, gather_outputs, replicate
+from invproto.iterators.factor_pairs import pair_codes, validates_on_pairs, with_dim_callback
 from invproto.iterators.hooks import ModelInfoHook, StopOnSignalHook
 from invproto.iterators.nan_recovery import all_finite, divergence_message, resume_checkpoint
 from invproto.iterators.optimization import build_optimizer, build_schedule
@@ -70,34 +65,18 @@ from invproto.iterators.performance import StepTimer, autocast, check_precision,
 from invproto.iterators.resume_overrides import keep_configured_hyperparameters
 from invproto.iterators.run_lock import hold_run_lock
 from invproto.iterators.stop_signals import StopSignals
-from invproto.iterators.wandb_evaluation import start_evaluation_run
+from invproto.iterators.wandb_evaluation import finish_wandb, start_evaluation_run
 from invproto.models.base import load_checkpoint
-from invproto.models.first_stages import first_stage_codes
 
 Batch = dict[str, torch.Tensor]
 Scalars = dict[str, torch.Tensor | float]  # logged values: 0-d detached tensors (read at log steps only) or floats
-
-
-def pair_codes(model: torch.nn.Module, batch: Batch) -> dict[str, np.ndarray]:
-    """``za``, ``zb``: ``(N, D)`` codes (:func:`first_stage_codes`) of a batch of pairs' images; ``factor``:
-    ``(N,)`` the factor each pair shares. What :func:`~invproto.callbacks.factor_dims.dim_callback` reads."""
-    return {"za": first_stage_codes(model, batch["image1"]).float().cpu().numpy(),
-            "zb": first_stage_codes(model, batch["image2"]).float().cpu().numpy(),
-            "factor": batch["factor"].cpu().numpy()}
-
-
-def validates_on_pairs(config: Mapping) -> bool:
-    """Whether the config's validation dataset is a factor-pair dataset."""
-    validation = (config.get("datasets") or {}).get("validation")
-    return validation is not None and issubclass(get_obj_from_str(validation), FactorPairs)
 
 
 class Iterator(TemplateIterator):
     def __init__(self, config, root, model, *args, **kwargs):
         self.settings = prepare_run(config)
         if not self.reads_pairs and validates_on_pairs(config):  # factor dimensionalities after every epoch
-            eval_callbacks = {**getattr(type(self), "callbacks", {}).get("eval_op", {}), "dim_callback": dim_callback}
-            self.callbacks = {**getattr(type(self), "callbacks", {}), "eval_op": eval_callbacks}
+            self.callbacks = with_dim_callback(getattr(type(self), "callbacks", {}))
         distributed.setup()
         self.run_lock = None if config.get("test_mode", False) else hold_run_lock(run.root)
         if not distributed.is_main_process():
@@ -193,8 +172,7 @@ class Iterator(TemplateIterator):
     # --- edflow step -------------------------------------------------------
     def step_op(self, model, **batch):
         tensors = self.to_tensors(batch)
-        pairs = not self.reads_pairs and is_pair_example(tensors)
-        single = first_of_pair(tensors) if pairs else tensors  # pairs for an iterator of single images: the first
+        single = tensors if self.reads_pairs else as_single(tensors)  # a pair's first image for single-image steps
         n_images = len(batch["index_"]) * distributed.world_size()  # of the global batch
         trained: dict = {}
 
@@ -221,25 +199,13 @@ class Iterator(TemplateIterator):
             self.model.eval()
             with self.inference_speed.step(n_images), torch.inference_mode():
                 outputs = self.eval_step(single)  # arrays on the host: the device has finished
-                if pairs and hasattr(self.model, "encode"):
+                if single is not tensors and hasattr(self.model, "encode"):
                     outputs.update(pair_codes(self.model, tensors))
             if distributed.is_distributed():
-                outputs = self._gather_outputs(outputs, batch["index_"])
+                outputs = gather_outputs(self.evalhook, outputs, batch["index_"])
             return {"labels": outputs}
 
         return {"train_op": train_op, "log_op": log_op, "eval_op": eval_op}
-
-    def _gather_outputs(self, outputs: dict[str, np.ndarray], indices: np.ndarray) -> dict[str, np.ndarray]:
-        """The outputs of the whole global batch, on every rank, for edflow's evaluation hook to store.
-
-        The hook stores outputs at the dataset indices it read from the batch
-        before the step (``idxs``); these become the indices of all ranks, in
-        rank order. So every rank ends the evaluation with the outputs one
-        process would have, and runs the callbacks on them.
-        """
-        gathered = distributed.all_gather((indices, outputs))
-        self.evalhook.idxs = np.concatenate([np.asarray(i, dtype=int) for i, _ in gathered])
-        return {key: np.concatenate([part[key] for _, part in gathered]) for key in outputs}
 
     def to_tensors(self, batch: Mapping) -> Batch:
         """Numeric batch entries as tensors on the device; 4-d image arrays NHWC -> NCHW.
@@ -378,6 +344,4 @@ class Iterator(TemplateIterator):
                 self._save_final_checkpoint()
         finally:
             self.artifacts.write_model_info(self.model_info())
-            wandb = sys.modules.get("wandb")  # imported by edflow only when the integration is active
-            if wandb is not None and wandb.run is not None:
-                wandb.finish()
+            finish_wandb()

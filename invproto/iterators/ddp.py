@@ -10,7 +10,7 @@ iterator builds in :meth:`build_components` (a GAN discriminator's, say)
 average their gradients over the ranks before each step. Each rank sees
 ``batch_size / world_size`` examples of every global batch; logged scalars are
 means over the ranks. Every rank receives the evaluation outputs of all ranks
-(an all-gather after each evaluation step) and runs the evaluation callbacks
+(an all-gather after each evaluation step, :func:`gather_outputs`) and runs the evaluation callbacks
 on them: callbacks that share their work between the ranks (FID/KID, each rank
 passing its share of the images through Inception,
 :mod:`invproto.fid.sharding`) meet in the same collectives, the others compute
@@ -30,6 +30,7 @@ from __future__ import annotations
 
 from typing import Callable, Iterable
 
+import numpy as np
 import torch
 import torch.nn as nn
 
@@ -87,3 +88,16 @@ def replicate(step: Callable, model: nn.Module, optimized: Iterable[nn.Parameter
 def average_gradients_before_step(optimizer: torch.optim.Optimizer, args, kwargs) -> None:
     """Optimizer step pre-hook: the gradients of ``optimizer``'s parameters, averaged over the ranks."""
     distributed.average_gradients(p for group in optimizer.param_groups for p in group["params"])
+
+
+def gather_outputs(evalhook, outputs: dict[str, np.ndarray], indices: np.ndarray) -> dict[str, np.ndarray]:
+    """The evaluation outputs of the whole global batch, on every rank, for edflow's evaluation hook to store.
+
+    The hook (``evalhook``) stores outputs at the dataset indices it read from
+    the batch before the step (``idxs``); these become the indices of all
+    ranks, in rank order. So every rank ends the evaluation with the outputs
+    one process would have, and runs the callbacks on them.
+    """
+    gathered = distributed.all_gather((indices, outputs))
+    evalhook.idxs = np.concatenate([np.asarray(i, dtype=int) for i, _ in gathered])
+    return {key: np.concatenate([part[key] for _, part in gathered]) for key in outputs}

@@ -29,7 +29,8 @@ from invproto.callbacks.factor_dims import dim_callback
 from invproto.callbacks.fid import fid_samples
 from invproto.callbacks.likelihood import likelihood
 from invproto.errors import ConfigError
-from invproto.iterators.base import Batch, Iterator, Scalars, pair_codes
+from invproto.iterators.base import Batch, Iterator, Scalars
+from invproto.iterators.factor_pairs import pair_codes
 from invproto.losses.iin import HALF_LOG_TWO_PI
 from invproto.pictures import per_example_normal, to_hwc, to_uint8_hwc
 

@@ -12,6 +12,7 @@ evaluation callbacks then log ``evaluation/<metric>`` at the checkpoint's step
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 from typing import Mapping
@@ -28,3 +29,10 @@ def start_evaluation_run(config: Mapping, run_root: str) -> None:
     wandb.init(name=f"{run}-eval-{time.strftime('%Y-%m-%dT%H-%M-%S')}", group=run, job_type="evaluation",
                project=settings.get("project"), entity=settings.get("entity"), dir=str(run_root),
                config=dict(config))
+
+
+def finish_wandb() -> None:
+    """Finish the open wandb run (training's or evaluation's), if there is one."""
+    wandb = sys.modules.get("wandb")  # imported only when the integration is active
+    if wandb is not None and wandb.run is not None:
+        wandb.finish()
