@@ -380,6 +380,12 @@ def test_prototype_views(demo_logs, monkeypatch):
     assert labels(app.tabs) == ["Prototypes", "Explain an image", "Metrics"]
     gallery = app.tabs[0].image
     assert [len(row.value) for row in gallery[:5]] == [2] * 5  # 5 classes x 2 prototypes
+    # each prototype's share of the validation images it explains, as the last evaluation recorded it
+    step, usage = Run(demo_logs / run_named(demo_logs, "protoflow")).prototype_usage()
+    captions = [caption for row in gallery[:5] for caption in row.captions]
+    expected = [f"prototype {p} · " + ("dead" if n == 0 else f"{n / sum(usage):.0%}") for p, n in enumerate(usage)]
+    assert step == STEPS and sorted(captions) == sorted(expected)
+    assert f"{usage.count(0)} of 10 are dead" in app.tabs[0].caption[0].value
     app.slider(key="proto_sample_n").set_value(3).run()
     assert len(app.tabs[0].image[-1].value) == 3
     app.slider(key="proto_nearest_k").set_value(4).run()

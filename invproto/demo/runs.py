@@ -138,6 +138,22 @@ class Run:
             raise self.problem(file, problem)
         return scores
 
+    def prototype_usage(self) -> tuple[int, list[int]] | None:
+        """``(step, images explained per prototype)`` of the latest evaluation that recorded prototype usage
+        (``eval/<time>/<step>/prototype_usage.yaml``, see :mod:`invproto.callbacks.prototypes`); None if none
+        did; :class:`LoadError` when that file is malformed."""
+        found = [(int(path.parent.name), path.stat().st_mtime_ns, path)
+                 for path in (self.path / "eval").glob("*/*/prototype_usage.yaml") if path.parent.name.isdigit()]
+        if not found:
+            return None
+        step, _, path = max(found)
+        file = str(path.relative_to(self.path))
+        recorded = self.read_yaml(file)
+        usage = recorded.get("images_explained") if isinstance(recorded, dict) else None
+        if not (isinstance(usage, list) and all(isinstance(n, int) and n >= 0 for n in usage)):
+            raise self.problem(file, "has no images_explained list of counts")
+        return step, usage
+
     def metrics(self) -> pd.DataFrame:
         """``metrics.csv``: one row per logged step or evaluation, columns ``step``, ``phase`` and one per metric
         (no rows when the file is missing or empty); :class:`LoadError` when it is malformed."""

@@ -25,14 +25,22 @@ SIMILARITY_HELP = ("higher is closer; the unit depends on the model: a weighted 
 
 
 def gallery(ctx: ViewContext) -> None:
-    """One row per class: its prototypes' images (decoded means); then draws from a chosen prototype."""
+    """One row per class: its prototypes' images (decoded means), each with the share of validation images it
+    explained at the run's latest evaluation (dead: none); then draws from a chosen prototype."""
     model = ctx.model
     images = model.prototype_images()
     owner = model.prototype_class.cpu()
+    recorded = ctx.run.prototype_usage()
+    usage = recorded[1] if recorded and len(recorded[1]) == model.n_prototypes else None
+    if usage is not None:
+        dead = sum(n == 0 for n in usage)
+        st.caption(f"Under each prototype: the share of validation images it explains (it is their most similar "
+                   f"prototype), from the evaluation at step {recorded[0]}; {dead} of {len(usage)} are dead "
+                   f"(explain none).")
     for label in owner.unique().tolist():
         members = torch.nonzero(owner == label).flatten().tolist()
         st.markdown(f"**{ctx.class_name(label)}**")
-        show(images[members], caption=[f"prototype {p}" for p in members])
+        show(images[members], caption=[prototype_caption(p, usage) for p in members])
     if hasattr(model, "prototype_samples"):
         st.subheader("Draws from a prototype")
         columns = st.columns(3)
@@ -42,6 +50,14 @@ def gallery(ctx: ViewContext) -> None:
         seed = int(columns[2].number_input("seed", min_value=0, value=0, key="proto_sample_seed"))
         draws = model.prototype_samples(n, generator=torch.Generator(ctx.device).manual_seed(seed))
         show(draws[chosen])
+
+
+def prototype_caption(prototype: int, usage: list[int] | None) -> str:
+    """``prototype 3 · 12%`` (its share of the explained images), ``prototype 3 · dead``, or without usage."""
+    if usage is None:
+        return f"prototype {prototype}"
+    share = usage[prototype] / max(sum(usage), 1)
+    return f"prototype {prototype} · " + ("dead" if usage[prototype] == 0 else f"{share:.0%}")
 
 
 def explain(ctx: ViewContext) -> None:
