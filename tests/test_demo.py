@@ -421,6 +421,28 @@ def test_metrics_of_other_runs_can_be_overlaid(demo_logs, monkeypatch):
     assert b"diin \xc2\xb7 epoch_end" in data  # the compared run's series, drawn beside (Arrow keeps UTF-8 text)
 
 
+def test_metrics_of_a_run_still_training_refresh(demo_logs, tmp_path, monkeypatch):
+    import os
+    import socket
+
+    import psutil
+
+    logs = tmp_path / "logs"
+    run_dir = logs / "2000-01-01T00-00-00_training"
+    shutil.copytree(demo_logs / run_named(demo_logs, "clf"), run_dir)
+    app = page(logs, monkeypatch, run_dir.name)
+    assert not any("refresh" in caption.value for caption in app.tabs[-1].caption)
+    lock = {"host": socket.gethostname(), "pid": os.getpid(), "started": psutil.Process().create_time()}
+    (run_dir / "trainer.lock").write_text(json.dumps(lock))  # this process trains it, as far as the lock says
+    app = page(logs, monkeypatch, run_dir.name)
+    assert any("is training: its metrics refresh every 15 s" in caption.value for caption in app.tabs[-1].caption)
+    assert app.tabs[-1].get("vega_lite_chart")  # the curves are still drawn, inside the refreshing fragment
+    lock["pid"] = 999_999_999  # a trainer that is gone
+    (run_dir / "trainer.lock").write_text(json.dumps(lock))
+    app = page(logs, monkeypatch, run_dir.name)
+    assert not any("refresh" in caption.value for caption in app.tabs[-1].caption)
+
+
 def test_widgets_of_one_run_do_not_carry_over_to_the_next(demo_logs, monkeypatch):
     app = page(demo_logs, monkeypatch, run_named(demo_logs, "iin"))
     app.multiselect(key="metrics_chosen").set_value(["loss"]).run()

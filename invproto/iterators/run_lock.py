@@ -106,6 +106,12 @@ class RunLock:
                 self.path.unlink()
 
 
+def is_training(run_root: str | os.PathLike) -> bool:
+    """Whether a live trainer holds ``run_root``'s lock (a lock of another host counts as live)."""
+    holder = RunLock(run_root)._read()
+    return holder is not None and _alive(holder)
+
+
 def hold_run_lock(run_root: str | os.PathLike) -> RunLock | None:
     """Rank 0 takes the lock of ``run_root`` (announcing a stale one it took over); every rank raises if it is held.
 

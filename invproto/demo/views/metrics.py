@@ -1,4 +1,5 @@
-"""Metrics view (every run, no model needed): curves from ``metrics.csv``, tables from ``results/scores.yaml``.
+"""Metrics view (every run, no model needed): curves from ``metrics.csv``, tables from ``results/scores.yaml``;
+refreshed every few seconds while the run is training.
 
 Each file is shown on its own: a malformed one is an error box naming it, and the other still shows.
 """
@@ -11,13 +12,25 @@ import streamlit as st
 
 from invproto.demo.kinds import LoadError
 from invproto.demo.runs import Run, metric_curves, metric_names, per_epoch_metrics
+from invproto.iterators.run_lock import is_training
 
 SCORE_TITLES = {"per_epoch": "After each epoch", "evaluations": "Evaluations (edflow -p)"}
 
 
+REFRESH_SECONDS = 15  # how often the metrics of a run still training are read again
+
+
 def metrics(run: Run, others: list[Run] = ()) -> None:
     """The run's metric curves (with any of ``others`` overlaid) and its evaluations as tables; an error box for a
-    file that cannot be shown."""
+    file that cannot be shown. While a trainer holds the run (``trainer.lock``) they refresh by themselves."""
+    if is_training(run.path):
+        st.caption(f"{run.name} is training: its metrics refresh every {REFRESH_SECONDS} s")
+        st.fragment(run_every=REFRESH_SECONDS)(metric_sections)(run, others)
+    else:
+        metric_sections(run, others)
+
+
+def metric_sections(run: Run, others: list[Run]) -> None:
     for section in (lambda r: curves(r, others), score_tables):
         try:
             section(run)
