@@ -396,6 +396,32 @@ def test_prototype_views(demo_logs, monkeypatch):
     assert similarities == sorted(similarities, reverse=True)
 
 
+def test_a_prototype_flow_flags_an_image_unlike_its_data(demo_logs, monkeypatch):
+    from invproto.demo.views.prototypes import likelihood_rank
+    from invproto.losses.protoflow import bits_per_dim, marginal_log_likelihood
+
+    run = Run(demo_logs / run_named(demo_logs, "protoflow"))
+    model = load_model(run, run.checkpoints[-1], "cpu")
+    dataset = load_validation_dataset(run)
+    reference = torch.cat([torch.from_numpy(dataset.get_example(i)["image"]).permute(2, 0, 1)[None]
+                           for i in range(len(dataset))])
+    with torch.no_grad():
+        own_bits, limit, more_likely = likelihood_rank(model, reference[:1], reference)
+        expected = bits_per_dim(marginal_log_likelihood(model.class_log_likelihood(reference[:1])[0]), model.data_dims)
+        assert own_bits == pytest.approx(float(expected)) and own_bits <= limit and more_likely < 1
+        noise = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
+        noise_bits, _, noise_rank = likelihood_rank(model, noise, reference)
+    assert noise_bits > limit and noise_rank == 1.0  # less likely than every validation image
+
+    app = page(demo_logs, monkeypatch, run.name)
+    app.radio(key="proto_explain_source").set_value("upload a picture").run()
+    png = io.BytesIO()
+    Image.fromarray(((noise[0].permute(1, 2, 0).numpy() + 1) * 127.5).round().astype("uint8")).save(png, "PNG")
+    app.file_uploader(key="proto_explain_upload").upload("noise.png", png.getvalue(), "image/png").run()
+    assert not app.exception and not app.error
+    assert any("Out of distribution?" in warning.value for warning in app.tabs[1].warning)
+
+
 def test_metrics_view_plots_the_per_epoch_metrics(demo_logs, monkeypatch):
     app = page(demo_logs, monkeypatch, run_named(demo_logs, "iin"))
     chosen = app.multiselect(key="metrics_chosen")

@@ -6,7 +6,9 @@ Only the interface is used: ``prototype_class``, ``prototype_images()`` and
 ``prototype_samples(n, generator)`` (prototype flows), and where in the image
 each nearest prototype matched -- a heat map and the box around its hottest
 5 % -- for models with patch similarity maps (part prototypes:
-``similarity_maps`` and ``pixel_heatmaps``, by receptive field or upsampling).
+``similarity_maps`` and ``pixel_heatmaps``, by receptive field or upsampling);
+for a prototype flow (a density), a warning when the image is less likely than
+99 % of the validation images.
 """
 
 from __future__ import annotations
@@ -15,8 +17,10 @@ import pandas as pd
 import streamlit as st
 import torch
 
+from invproto.demo.images import validation_images
 from invproto.demo.views.common import ViewContext, choose_or_upload_image, class_posterior, needs_images, show
 from invproto.interpret.receptive_field import MAPPINGS
+from invproto.losses.protoflow import bits_per_dim, marginal_log_likelihood
 from invproto.pictures import boxed, heat_overlay, top_share_box
 
 MAPPING_NAMES = {"rf": "receptive field (PixPNet)", "upsample": "upsampling (ProtoPNet)"}
@@ -52,6 +56,29 @@ def gallery(ctx: ViewContext) -> None:
         show(draws[chosen])
 
 
+def likelihood_rank(model, image: torch.Tensor, reference: torch.Tensor) -> tuple[float, float, float]:
+    """A prototype flow's bits/dim of ``(1, C, S, S)`` ``image`` (``-log2 p(x) / dims``, uniform class prior),
+    the 99th percentile of the bits/dim of the ``(M, C, S, S)`` ``reference`` images, and the share of those
+    that are more likely than ``image``."""
+    def bits(images: torch.Tensor) -> torch.Tensor:
+        return bits_per_dim(marginal_log_likelihood(model.class_log_likelihood(images)[0]), model.data_dims)
+
+    image_bits, reference_bits = float(bits(image)[0]), bits(reference.to(image.device)).float().cpu()
+    return image_bits, float(torch.quantile(reference_bits, 0.99)), float((reference_bits < image_bits).float().mean())
+
+
+def warn_if_unlikely(model, image: torch.Tensor, reference: torch.Tensor) -> None:
+    """A warning box when a prototype flow finds ``image`` less likely than 99 % of the validation images: its
+    explanation of an image unlike its training data is not to be trusted; else the likelihood in a caption."""
+    image_bits, limit, more_likely = likelihood_rank(model, image, reference)
+    if image_bits > limit:
+        st.warning(f"Out of distribution? {image_bits:.3g} bits/dim: less likely under the model than "
+                   f"{more_likely:.0%} of {len(reference)} validation images (99 % have at most {limit:.3g}). "
+                   f"Its classes and prototypes are not to be trusted for such an image.")
+    else:
+        st.caption(f"likelihood: {image_bits:.3g} bits/dim (validation images: 99 % at most {limit:.3g})")
+
+
 def prototype_caption(prototype: int, usage: list[int] | None) -> str:
     """``prototype 3 · 12%`` (its share of the explained images), ``prototype 3 · dead``, or without usage."""
     if usage is None:
@@ -73,6 +100,8 @@ def explain(ctx: ViewContext) -> None:
     explanation = model.explain(image)
     with right:
         class_posterior(ctx, explanation.logits[0])
+        if hasattr(model, "class_log_likelihood"):
+            warn_if_unlikely(model, image, validation_images(ctx.dataset, range(min(len(ctx.dataset), 256))))
     k = st.slider("nearest prototypes", 1, model.n_prototypes, min(5, model.n_prototypes), key="proto_nearest_k")
     similarity, nearest = explanation.similarity[0].float().topk(k)
     owner = model.prototype_class[nearest].tolist()
