@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import shlex
 import subprocess
 import sys
@@ -51,7 +50,7 @@ from pathlib import Path
 import yaml
 
 from benchmarks.results_io import write_results
-from benchmarks.runs import EDFLOW, REPO, scores, train_config
+from benchmarks.runs import EDFLOW, REPO, reported_root, scores, train_config
 
 AE_CONFIG = "configs/mnist_ae_cpu32.yaml"
 IIN_CONFIG = "configs/mnist_iin_cpu.yaml"
@@ -91,10 +90,7 @@ class Edflow:
     def train(self, config: str, name: str, *overrides: str) -> tuple[Path, float]:
         """``edflow -b config -t -n name *overrides``; (the run directory edflow reports, wall seconds)."""
         wall, output = self("-b", config, "-t", "-n", name, *overrides)
-        root = re.search(r"\[run\]: root: (\S+)", output)
-        if root is None:
-            raise RuntimeError(f"edflow did not report the run directory of {name}:\n{output[-3000:]}")
-        return self.workdir / root.group(1), wall
+        return self.workdir / reported_root(output, name), wall
 
 
 def fid_n_overrides(n_images: int) -> list[str]:

@@ -60,15 +60,20 @@ def iin_on_cpu_autoencoder(checkpoint: str | Path) -> list[str]:
     return overrides
 
 
-def reported_run(output: str, name: str) -> Path:
-    """The run directory edflow reports in ``output`` (``root: logs/...``).
+def reported_root(output: str, name: str) -> str:
+    """The run directory an ``edflow`` command reports in ``output`` (``invproto: run directory logs/...``).
 
-    Read from edflow's output, so same-named runs side by side do not mix.
+    Read from the command's output, so same-named runs side by side do not mix.
     """
-    root = re.search(r"\[run\]: root: (\S+)", output)
+    root = re.search(r"^invproto: run directory (\S+)", output, re.MULTILINE)
     if root is None:
         raise RuntimeError(f"edflow did not report the run directory of {name}:\n{output[-3000:]}")
-    return REPO / root.group(1)
+    return root.group(1)
+
+
+def reported_run(output: str, name: str) -> Path:
+    """:func:`reported_root` of a run of this repository."""
+    return REPO / reported_root(output, name)
 
 
 def train(config: str | list[str], name: str, *overrides: str) -> tuple[Path, float]:

@@ -144,8 +144,12 @@ def patch_edflow_batches(module) -> None:
     module.make_batches = make_batches
 
 
+LOG_LEVEL_GIVEN = frozenset({"-l", "--log_level"})
+
+
 def patch_edflow_logging(module) -> None:
-    """Under torchrun, ``run.init`` creates a run directory on rank 0 only (:func:`init_run`)."""
+    """Under torchrun, ``run.init`` creates a run directory on rank 0 only; the console shows edflow's own INFO
+    messages (the config, twice; the project tree) only when asked with ``-l info`` (:func:`init_run`)."""
     init = module.run.init
 
     def init_on_this_rank(cls, **kwargs):
@@ -170,7 +174,11 @@ def init_run(init, **kwargs) -> None:
     if distributed.is_main_process():
         from invproto.config.command_line import code_root_from_anywhere
 
-        init(**{**kwargs, "code_root": code_root_from_anywhere(kwargs.get("code_root", "."))})
+        quiet = not LOG_LEVEL_GIVEN.intersection(sys.argv[1:])  # edflow's INFO lines only on request (-l info)
+        init(**{**kwargs, "code_root": code_root_from_anywhere(kwargs.get("code_root", ".")),
+                **({"log_level": "warn"} if quiet else {})})
+        print(f"invproto: run directory {init.__self__.root}" + (" (edflow's own messages: -l info)" if quiet else ""),
+              flush=True)
         return
     throwaway = tempfile.mkdtemp(prefix=f"invproto-rank{distributed.rank()}-")
     atexit.register(shutil.rmtree, throwaway, ignore_errors=True)

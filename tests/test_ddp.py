@@ -271,7 +271,7 @@ def test_resume_with_another_number_of_processes(trained):
     runner = trained[0]
     run = runner.run_dir("one")
     output = finish(runner.torchrun(2, "-p", str(run), "-t", "--num_steps", str(STEPS + 4)))
-    assert f"Restored model from {run / 'train' / 'checkpoints' / f'model-{STEPS}.ckpt'}" in output
+    assert f"invproto: resumed from {run / 'train' / 'checkpoints' / f'model-{STEPS}.ckpt'} at step {STEPS}" in output
     assert (run / "train" / "checkpoints" / f"model-{STEPS + 4}.ckpt").is_file()
     assert len(list((runner.workdir / "logs").iterdir())) == 2
     assert yaml.safe_load((run / "results" / "scores.yaml").read_text())["final"]["step"] == STEPS + 4

@@ -39,8 +39,7 @@ def test_sigkill_then_resume_continues_from_last_checkpoint(tmp_path):
     result = runner("-p", str(run), "-t", "--num_steps", str(target))
     assert result.returncode == 0, result.stderr[-3000:]
     output = result.stdout + result.stderr
-    assert f"Restored model from {written[-1]}" in output
-    assert f"Global step: {last_step}" in output
+    assert f"invproto: resumed from {written[-1]} at step {last_step}" in output
     assert (checkpoints / f"model-{target}.ckpt").is_file()
     scores = yaml.safe_load((run / "results" / "scores.yaml").read_text())
     assert scores["final"]["step"] == target

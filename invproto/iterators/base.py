@@ -307,8 +307,10 @@ class Iterator(TemplateIterator):
         """edflow's restore; training resumes from the last finite checkpoint, ``metrics.csv`` cut back to its step."""
         if self.config.get("test_mode", False):
             return super().initialize(checkpoint_path)
-        super().initialize(resume_checkpoint(checkpoint_path))
+        resumed = resume_checkpoint(checkpoint_path)
+        super().initialize(resumed)
         if checkpoint_path is not None and distributed.is_main_process():
+            print(f"invproto: resumed from {resumed} at step {self.get_global_step()}", flush=True)
             self.artifacts.drop_metrics_after(self.get_global_step())
 
     def _save_final_checkpoint(self) -> None:
