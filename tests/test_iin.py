@@ -128,6 +128,8 @@ def test_factor_sizes_chunk_or_config(tmp_path):
     assert mask[0].sum() == 11 and mask[0, 22:33].all() and mask[1, 33:].all() and mask[1].sum() == 31
     with pytest.raises(InvprotoError, match="adding up to the code size 64"):
         FactorIIN.from_params(first_stage=spec, n_flow=1, hidden_dim=8, factor_config=[22, 11, 30])
+    with pytest.raises(InvprotoError, match="a run directory is read by the edflow command"):
+        FactorIIN.from_params(first_stage=spec, n_flow=1, hidden_dim=8, factor_config="logs/*_cmnist_clf")
 
 
 def test_swap_grid_decodes_through_an_autoencoder_first_stage(tmp_path):

@@ -256,12 +256,12 @@ def check_edflow_command_line(argv: Sequence[str], early: bool = False) -> None:
         return
     if line.project and not line.train and line.checkpoint is None:
         refuse_evaluation_without_checkpoint(line.project, config)
-    resolve_run_references(config)  # a stage named by its run directory must have what is asked for
     if early:
         if not ("dataset" in config and "iterator" not in config):  # an explorer's config: checked late
             check_run_schema(config)
     else:
         validate_run_config(config)
+        resolve_run_references(config)  # then: a stage named by its run directory must have what is asked for
 
 
 def code_root_from_anywhere(code_root: str | None) -> str | None:

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
-from typing import List, Optional
+from typing import Any, Optional
 
 import torch
 
@@ -97,7 +97,8 @@ class FactorIIN(IIN):
     @dataclass
     class Params(IIN.Params):
         n_factors: int = 3  # named factors + 1 residual; ignored when factor_config is set
-        factor_config: Optional[List[int]] = None  # explicit factor sizes, the last = residual (e.g. [22, 11, 31])
+        factor_config: Optional[Any] = None  # explicit factor sizes, the last = residual (e.g. [22, 11, 31]), or a
+        #   run directory whose recorded factor_dim_<k> they are (invproto.config.chaining resolves it)
 
     def __init__(self, config):
         super().__init__(config)
@@ -106,11 +107,12 @@ class FactorIIN(IIN):
     def _factor_sizes(self) -> list[int]:
         p, dim = self.params, self.code_dim
         if p.factor_config is not None:
-            sizes = list(p.factor_config)
-            if sum(sizes) != dim or min(sizes) < 1:
+            sizes = list(p.factor_config) if isinstance(p.factor_config, (list, tuple)) else None
+            if sizes is None or not all(isinstance(n, int) for n in sizes) or sum(sizes) != dim or min(sizes) < 1:
                 with abort_cleanly():
-                    raise ConfigError(f"model_params.factor_config {sizes} must be positive sizes "
-                                      f"adding up to the code size {dim}")
+                    raise ConfigError(f"model_params.factor_config {p.factor_config!r} must be positive sizes "
+                                      f"adding up to the code size {dim} (a run directory is read by the edflow "
+                                      f"command: invproto.config.chaining)")
             return sizes
         chunk = -(-dim // p.n_factors)
         sizes = [min(chunk, dim - start) for start in range(0, dim, chunk)]
