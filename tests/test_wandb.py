@@ -34,19 +34,29 @@ def read_records(path):
     return records
 
 
+def trained_with_wandb(tmp_path, steps: int):
+    """A tiny MNIST classifier trained with configs/project.yaml stacked (wandb offline): (runner, run)."""
+    runner = EdflowRunner(tmp_path)
+    result = runner("-b", "configs/mnist_clf.yaml", "configs/project.yaml", "-t", *QUICK,
+                    "--num_steps", str(steps), "-n", "wandb")
+    assert result.returncode == 0, result.stderr[-3000:]
+    return runner, runner.run_dir("wandb")
+
+
+def history(records) -> dict:
+    """Every logged key of a wandb run's records with its last value (JSON text)."""
+    return {item.key or "/".join(item.nested_key): item.value_json
+            for r in records if r.WhichOneof("record_type") == "history" for item in r.history.item}
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not (SHARED_DATA / "mnist").is_dir(), reason="needs ../shared/data")
 def test_offline_wandb_run_holds_scalars_and_evaluation_metrics(tmp_path):
-    runner = EdflowRunner(tmp_path)
-    result = runner("-b", "configs/mnist_clf.yaml", "configs/project.yaml", "-t", *QUICK,
-                    "--num_steps", "12", "-n", "wandb")
-    assert result.returncode == 0, result.stderr[-3000:]
-    run = runner.run_dir("wandb")
+    _, run = trained_with_wandb(tmp_path, 12)
     files = list((run / "wandb").glob("offline-run-*/run-*.wandb"))
     assert len(files) == 1, f"expected one offline wandb run inside {run}"
     records = read_records(files[0])
-    logged = {item.key or "/".join(item.nested_key)
-              for r in records if r.WhichOneof("record_type") == "history" for item in r.history.item}
+    logged = set(history(records))
     assert {"train/log_op/loss", "train/log_op/accuracy", "validation/log_op/loss"} <= logged
     assert "validation/eval_op/accuracy/accuracy" in logged
     assert "train/log_op/inputs/_type" in logged  # log_step images become wandb image media
@@ -56,19 +66,14 @@ def test_offline_wandb_run_holds_scalars_and_evaluation_metrics(tmp_path):
 @pytest.mark.slow
 @pytest.mark.skipif(not (SHARED_DATA / "mnist").is_dir(), reason="needs ../shared/data")
 def test_an_evaluation_reaches_wandb_grouped_with_its_training_run(tmp_path):
-    runner = EdflowRunner(tmp_path)
-    result = runner("-b", "configs/mnist_clf.yaml", "configs/project.yaml", "-t", *QUICK,
-                    "--num_steps", "6", "-n", "wandb")
-    assert result.returncode == 0, result.stderr[-3000:]
-    run = runner.run_dir("wandb")
+    runner, run = trained_with_wandb(tmp_path, 6)
     before = set((run / "wandb").glob("offline-run-*"))
     result = runner("-p", str(run), "--datasets/validation", "invproto.data.MNISTTest")
     assert result.returncode == 0, result.stderr[-3000:]
     [evaluation] = set((run / "wandb").glob("offline-run-*")) - before
     [file] = evaluation.glob("run-*.wandb")
     records = read_records(file)
-    logged = {item.key or "/".join(item.nested_key): item.value_json
-              for r in records if r.WhichOneof("record_type") == "history" for item in r.history.item}
+    logged = history(records)
     assert {"evaluation/accuracy", "evaluation/nll", "evaluation/ece"} <= set(logged)
     scores = yaml.safe_load((run / "results" / "scores.yaml").read_text())["evaluations"][-1]
     assert float(logged["evaluation/accuracy"]) == pytest.approx(scores["accuracy"])
