@@ -8,6 +8,9 @@
 * ``metrics.csv`` -- one row per logged step (train/validation scalars) or
   evaluation, one column per metric.
 
+Read here too: edflow's own ``configs/train_*.yaml``, the run's config as
+saved by each training start (:meth:`RunArtifacts.newest_train_config`).
+
 All files are rewritten atomically; a resumed run appends to what exists,
 after dropping the rows its resumed steps will write again
 (:meth:`RunArtifacts.drop_metrics_after`), so no step appears twice.
@@ -38,6 +41,11 @@ class RunArtifacts:
         self.scores_path = self.root / "results" / "scores.yaml"
         self.model_info_path = self.root / "results" / "model_info.yaml"
         self.metrics_path = self.root / "metrics.csv"
+
+    def newest_train_config(self) -> Path | None:
+        """The newest ``configs/train_*.yaml`` edflow saved (the names hold the start time); None if none."""
+        saved = sorted((self.root / "configs").glob("train_*.yaml"))
+        return saved[-1] if saved else None
 
     # scores.yaml
     def read_scores(self) -> dict:

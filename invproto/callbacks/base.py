@@ -60,9 +60,16 @@ def evaluation_callback(compute: MetricsFn) -> Callable:
     return callback
 
 
+def open_wandb():
+    """The ``wandb`` module when this process has a wandb run open, else None (wandb is imported only when the
+    integration is active)."""
+    wandb = sys.modules.get("wandb")
+    return wandb if wandb is not None and wandb.run is not None else None
+
+
 def log_to_wandb(metrics: Mapping[str, float], step: int) -> None:
     """``evaluation/<metric>`` at ``step`` in the open wandb run, if there is one (``edflow -p`` with
     ``integrations.wandb``, :mod:`invproto.iterators.wandb_evaluation`)."""
-    wandb = sys.modules.get("wandb")  # imported only when the integration is active
-    if wandb is not None and wandb.run is not None:
+    wandb = open_wandb()
+    if wandb is not None:
         wandb.log({f"evaluation/{name}": value for name, value in metrics.items()}, step=step)

@@ -56,8 +56,8 @@ def highest_step_checkpoint(run: Path) -> str | None:
 
 def saved_train_config(run: Path) -> dict | None:
     """The newest ``configs/train_*.yaml`` edflow saved in ``run`` (None if there is none)."""
-    saved = sorted((run / "configs").glob("train_*.yaml"))
-    return yaml.safe_load(saved[-1].read_text()) if saved else None
+    saved = RunArtifacts(run).newest_train_config()
+    return yaml.safe_load(saved.read_text()) if saved else None
 
 
 def recorded_factor_dims(run: Path) -> list[int] | None:
@@ -80,24 +80,27 @@ def _is_pattern(text: str) -> bool:
     return any(char in text for char in "*?[")
 
 
-def find_run(reference: str, key: str, has: Callable[[Path], Any], what: str) -> Path | None:
-    """The run directory ``reference`` names (itself, or the newest match of a pattern that ``has`` what is
-    needed); None when ``reference`` is no run directory and no pattern (a file path, left as it is)."""
+def find_run(reference: str, key: str, read: Callable[[Path], Any], what: str) -> tuple[Path, Any] | None:
+    """The run directory ``reference`` names (itself, or the newest match of a pattern where ``read`` finds what
+    is needed) and what ``read`` found there; None when ``reference`` is no run directory and no pattern (a file
+    path, left as it is)."""
     if _is_pattern(reference):
         matches = sorted((Path(p) for p in glob.glob(reference) if is_run_directory(Path(p))),
                          key=lambda p: p.name, reverse=True)
         for run in matches:
-            if has(run):
-                return run
+            found = read(run)
+            if found is not None:
+                return run, found
         found = f"{len(matches)} runs match, none has {what}" if matches else "no run directory matches"
         raise ConfigError(f"{key} '{reference}': {found}; train that stage first, or name a run or file")
     path = Path(reference)
     if not (path.is_dir() and is_run_directory(path)):
         return None
-    if not has(path):
+    found = read(path)
+    if found is None:
         raise ConfigError(f"{key} '{reference}' is a run directory without {what}; train it (edflow -p "
                           f"{reference} -t) or name another run or file")
-    return path
+    return path, found
 
 
 def _sections(config: Any, key: str = "") -> Iterator[tuple[str, dict]]:
@@ -123,9 +126,9 @@ def _resolve_checkpoint(section: dict, key: str) -> str | None:
     if not isinstance(reference, str):
         return None
     lines = []
-    run = find_run(reference, f"{key}.checkpoint", highest_step_checkpoint, "a checkpoint in train/checkpoints/")
-    if run is not None:
-        section["checkpoint"] = str(highest_step_checkpoint(run))
+    found = find_run(reference, f"{key}.checkpoint", highest_step_checkpoint, "a checkpoint in train/checkpoints/")
+    if found is not None:
+        run, section["checkpoint"] = found
         lines.append(f"invproto: {key}.checkpoint {reference} -> {section['checkpoint']}")
     else:
         run = run_of_checkpoint_file(reference)
@@ -144,12 +147,12 @@ def _resolve_factor_config(section: dict, key: str) -> str | None:
     reference = section.get("factor_config")
     if not isinstance(reference, str):
         return None
-    run = find_run(reference, f"{key}.factor_config", recorded_factor_dims,
-                   "factor dimensions (factor_dim_<k> in results/scores.yaml)")
-    if run is None:
+    found = find_run(reference, f"{key}.factor_config", recorded_factor_dims,
+                     "factor dimensions (factor_dim_<k> in results/scores.yaml)")
+    if found is None:
         raise ConfigError(f"{key}.factor_config '{reference}' must be a list of sizes or a run directory "
                           f"whose results/scores.yaml has factor_dim_<k>")
-    section["factor_config"] = recorded_factor_dims(run)
+    _, section["factor_config"] = found
     return f"invproto: {key}.factor_config {reference} -> {section['factor_config']}"
 
 

@@ -37,6 +37,7 @@ from typing import Any, Sequence
 
 import yaml
 
+from invproto.artifacts import RunArtifacts
 from invproto.config.chaining import resolve_run_references
 from invproto.config.resume import deep_update, refuse_evaluation_without_checkpoint
 from invproto.config.validation import check_run_schema, validate_run_config
@@ -195,12 +196,12 @@ def build_config(line: CommandLine, update_config=None) -> dict | None:
         return None
     config.setdefault("model", EDFLOW_DEFAULT_MODEL)
     if line.project is not None and "iterator" not in config:
-        saved = sorted(Path(line.project, "configs").glob("train_*.yaml"))
-        if not saved:
+        saved = RunArtifacts(line.project).newest_train_config()
+        if saved is None:
             raise ConfigError(f"{line.project} has no saved config (configs/train_*.yaml); "
                               f"pass one with -b <config.yaml>")
         overrides = {k: v for k, v in config.items() if not (k == "model" and v == EDFLOW_DEFAULT_MODEL)}
-        config = deep_update(read_config_file(str(saved[-1]), "-p"), overrides)
+        config = deep_update(read_config_file(str(saved), "-p"), overrides)
     return config
 
 

@@ -22,6 +22,7 @@ from typing import Iterator
 
 import yaml
 
+from invproto.artifacts import RunArtifacts
 from invproto.errors import RunError
 
 _EDFLOW_DEFAULT_MODEL = "edflow.util.NoModel"
@@ -46,11 +47,11 @@ def complete_from_run(config: dict, training: bool) -> None:
 
     if "iterator" in config or not getattr(run, "resumed", False):
         return
-    saved = sorted(Path(run.configs).glob("train_*.yaml"))
-    if not saved:
+    saved = RunArtifacts(run.root).newest_train_config()
+    if saved is None:
         raise RunError(f"{run.root} has no saved config (configs/train_*.yaml); pass one with -b <config.yaml>")
     overrides = {k: v for k, v in config.items() if not (k == "model" and v == _EDFLOW_DEFAULT_MODEL)}
-    restored = yaml.safe_load(saved[-1].read_text())
+    restored = yaml.safe_load(saved.read_text())
     for key, before, after in changes(restored, overrides) if training else ():
         print(f"invproto: changed: {key} {before} -> {after}", file=sys.stderr, flush=True)
     if "num_epochs" in overrides and "num_steps" not in overrides:

@@ -35,6 +35,13 @@ EVALUATION_SEED = 1
 PAIR_KEYS = ("image1", "image2", "factor")  # what makes an example (or a batch) a factor pair
 
 
+def factor_labels(dataset, n_factors: int) -> list[str] | None:
+    """The names of a factor model's ``n_factors`` code parts on ``dataset``'s pairs: its ``factor_names``, then
+    ``residual``; None when the dataset names no factors or another number of them."""
+    names = [*getattr(dataset, "factor_names", ()), "residual"]
+    return names if len(names) == n_factors else None
+
+
 def is_pair_example(example) -> bool:
     """Whether ``example`` (an example or a batch: a mapping) is a factor pair (see the module docstring)."""
     return all(key in example for key in PAIR_KEYS)

@@ -10,5 +10,6 @@ Modules, one job each:
 * :mod:`~invproto.demo.views` -- one page section per model kind (AE, IIN, dIIN, prototype
   models, classifiers) and the metrics curves every run has,
 * ``app.py`` -- the page: pick a run and a checkpoint, see the views of its kind,
-* ``__main__.py`` -- the ``invproto-demo`` command: the page on 127.0.0.1, no usage statistics.
+* ``__main__.py`` -- the ``invproto-demo`` command: the page on 127.0.0.1, no usage statistics,
+* :mod:`~invproto.demo.options` -- the options both take (``--logs``, ``--device``).
 """

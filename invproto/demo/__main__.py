@@ -16,16 +16,15 @@ import os
 import sys
 from pathlib import Path
 
+from invproto.demo.options import add_demo_options
+
 APP = Path(__file__).resolve().with_name("app.py")
 SAFE_SETTINGS = {"server.address": "127.0.0.1", "browser.gatherUsageStats": "false", "client.toolbarMode": "viewer"}
 
 
 def streamlit_command(argv: list[str]) -> list[str]:
     """The ``python -m streamlit run`` command line for the demo's ``argv``."""
-    parser = argparse.ArgumentParser(prog="invproto-demo", description=__doc__.split("\n")[0])
-    parser.add_argument("--logs", default=os.environ.get("INVPROTO_DEMO_LOGS", "logs"),
-                        help="directory of runs (edflow's logs/), or one run directory")
-    parser.add_argument("--device", default="cpu", help="torch device the models run on (cpu, cuda, cuda:1)")
+    parser = add_demo_options(argparse.ArgumentParser(prog="invproto-demo", description=__doc__.split("\n")[0]))
     args, streamlit_options = parser.parse_known_args(argv)
     given = {option.split("=", 1)[0].removeprefix("--") for option in streamlit_options if option.startswith("--")}
     settings = [f"--{key}={value}" for key, value in SAFE_SETTINGS.items() if key not in given]

@@ -17,7 +17,6 @@ chosen, shows that error in a box; the other runs work as usual.
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 import streamlit as st
@@ -25,6 +24,7 @@ import torch
 
 from invproto.demo.kinds import LoadError, first_line
 from invproto.demo.loading import cached_model, cached_validation_dataset
+from invproto.demo.options import add_demo_options
 from invproto.demo.runs import Run, checkpoint_step, filtered_runs, find_runs, run_table
 from invproto.demo.views import VIEWS, ViewContext
 from invproto.demo.views.metrics import metrics
@@ -33,10 +33,7 @@ from invproto.demo.views.metrics import metrics
 def parse_args() -> argparse.Namespace:
     """The options after ``--`` on the ``streamlit run`` command line (others are ignored)."""
     parser = argparse.ArgumentParser(prog="streamlit run invproto/demo/app.py --", allow_abbrev=False)
-    parser.add_argument("--logs", default=os.environ.get("INVPROTO_DEMO_LOGS", "logs"),
-                        help="directory of runs (edflow's logs/), or one run directory")
-    parser.add_argument("--device", default="cpu", help="torch device the models run on (cpu, cuda, cuda:1)")
-    return parser.parse_known_args()[0]
+    return add_demo_options(parser).parse_known_args()[0]
 
 
 def choose_run(runs: list[Run]) -> tuple[Run, Path | None]:

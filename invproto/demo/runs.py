@@ -85,7 +85,7 @@ class Run:
     @property
     def config_file(self) -> str:
         """The latest ``configs/train_*.yaml``, relative to the run."""
-        return str(sorted((self.path / "configs").glob("train_*.yaml"))[-1].relative_to(self.path))
+        return str(RunArtifacts(self.path).newest_train_config().relative_to(self.path))
 
     @cached_property
     def config(self) -> dict:

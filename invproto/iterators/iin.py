@@ -28,6 +28,7 @@ import torch
 from invproto.callbacks.factor_dims import dim_callback
 from invproto.callbacks.fid import fid_samples
 from invproto.callbacks.likelihood import likelihood
+from invproto.data.pairs import factor_labels
 from invproto.errors import ConfigError
 from invproto.iterators.base import Batch, Iterator, Scalars
 from invproto.iterators.factor_pairs import pair_codes
@@ -111,8 +112,8 @@ class FactorIINIterator(IINIterator):
     def factor_names(self) -> list[str]:
         """The flow's factors by name: the pair dataset's ``factor_names``, then ``residual`` (``factor_<k>`` for a
         dataset without names or with another count)."""
-        names = [*getattr(self.validation_dataset, "factor_names", ()), "residual"]
-        return names if len(names) == self.model.n_factors else [f"factor_{k}" for k in range(self.model.n_factors)]
+        n = self.model.n_factors
+        return factor_labels(self.validation_dataset, n) or [f"factor_{k}" for k in range(n)]
 
     def eval_step(self, batch: Batch) -> dict[str, np.ndarray]:
         per_example = self.loss.per_example(*self._pair_outputs(batch))

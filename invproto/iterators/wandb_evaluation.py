@@ -12,10 +12,11 @@ evaluation callbacks then log ``evaluation/<metric>`` at the checkpoint's step
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 from typing import Mapping
+
+from invproto.callbacks.base import open_wandb
 
 
 def start_evaluation_run(config: Mapping, run_root: str) -> None:
@@ -33,6 +34,6 @@ def start_evaluation_run(config: Mapping, run_root: str) -> None:
 
 def finish_wandb() -> None:
     """Finish the open wandb run (training's or evaluation's), if there is one."""
-    wandb = sys.modules.get("wandb")  # imported only when the integration is active
-    if wandb is not None and wandb.run is not None:
+    wandb = open_wandb()
+    if wandb is not None:
         wandb.finish()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import streamlit as st
 import torch
 
+from invproto.data.pairs import factor_labels
 from invproto.demo.views.common import ViewContext, choose_image, gaussian_samples, needs_decoder, needs_images, show
 
 
@@ -42,8 +43,8 @@ def interpolation(ctx: ViewContext) -> None:
 
 def factor_names(ctx: ViewContext) -> list[str]:
     """The dIIN's factors: the pair dataset's factor names and ``residual``, else numbered."""
-    names = list(getattr(ctx.dataset, "factor_names", ())) + ["residual"]
-    return names if len(names) == ctx.model.n_factors else [f"factor {k}" for k in range(ctx.model.n_factors)]
+    n = ctx.model.n_factors
+    return factor_labels(ctx.dataset, n) or [f"factor {k}" for k in range(n)]
 
 
 def factor_swaps(ctx: ViewContext) -> None:
