@@ -20,7 +20,7 @@ and read. Figures (``benchmarks/results/``):
 * ``sprites_cinn.colour_kept_control`` -- fraction of samples under the shape x
   colour network that keep the input's colour, target >= 0.90.
 
-    .venv/bin/python -m benchmarks.sprites_cinn            (~15 min on a 2-core CPU)
+    .venv/bin/python -m benchmarks.sprites_cinn     (~1.5 h on a 2-core CPU, most of it the two flows)
 
 ``tests/test_cinn.py`` checks the same ground truth on 16 px Sprites with
 small in-process stages.
@@ -142,11 +142,12 @@ def main() -> None:
         parser.add_argument(f"--{stage}-run", type=Path, help=f"reuse a run of {config} (else trained)")
     args = parser.parse_args()
     start = time.perf_counter()
-    truth = run_ground_truth({}, args.n_images, args.n_samples,
-                             stages={"ae": args.ae_run, "shape": args.shape_run, "joint": args.joint_run,
-                                     "cinn": args.cinn_run, "cinn_control": args.cinn_control_run})
+    reused = {"ae": args.ae_run, "shape": args.shape_run, "joint": args.joint_run,
+              "cinn": args.cinn_run, "cinn_control": args.cinn_control_run}
+    truth = run_ground_truth({}, args.n_images, args.n_samples, stages=reused)
     wall = time.perf_counter() - start
-    extra = dict(n_images=args.n_images, n_samples=args.n_samples, **vars(truth))
+    extra = dict(n_images=args.n_images, n_samples=args.n_samples, **vars(truth),
+                 reused_runs={stage: str(run) for stage, run in reused.items() if run})  # wall_s excludes them
     write_result("sprites_cinn.shape_kept", round(truth.shape_kept, 4), "fraction", 0.90, wall, **extra)
     write_result("sprites_cinn.colour_changed", round(truth.colour_changed, 4), "fraction", 0.50, wall, **extra)
     write_result("sprites_cinn.colour_kept_control", round(truth.colour_kept_control, 4), "fraction", 0.90, wall,
