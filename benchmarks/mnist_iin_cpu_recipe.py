@@ -19,13 +19,11 @@ of each stage) and ``mnist_iin.kid_samples`` (target none) through
 
     INVPROTO_DATA=../shared/data WANDB_MODE=offline .venv/bin/python -m benchmarks.mnist_iin_cpu_recipe --threads 1
 
-Time, estimated (not measured end to end) from step times measured with one torch
-thread on the 2-core CPU while other jobs kept about 2 cores busy (load 2-4):
-autoencoder 16 epochs x 860 steps x 0.12-0.15 s + per-epoch evaluations, 31-37 min;
-IIN 10 epochs x 430 steps x 0.36-0.51 s + evaluations, 30-41 min; test evaluation
-20000 images through Inception at 7.4-7.8 img/s, about 45 min (about 23 min once the
-test statistics are cached). In all 106-127 min. The record keeps the minutes of each
-stage, the seconds per training step and the load average at the start.
+Time, measured end to end on 2026-11-28 with ``--threads 1`` on the 2-core CPU, which
+other runs shared for most of it: autoencoder 37.9 min (0.144 s/step), IIN 43.0 min
+(0.522 s/step), test evaluation 41.8 min (20000 images through Inception; about half
+that once the test statistics are cached); 122.7 min in all. The record keeps the
+minutes of each stage, the seconds per training step and the load average at the start.
 
 ``--threads N`` sets OMP_NUM_THREADS / MKL_NUM_THREADS of the three runs. On that
 loaded CPU two torch threads (torch's default there) made the training steps 3-7x
