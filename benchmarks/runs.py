@@ -11,6 +11,7 @@ from pathlib import Path
 
 import yaml
 
+from invproto.artifacts import RunArtifacts
 from invproto.io import latest_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
@@ -37,7 +38,11 @@ def latest_run(name: str) -> Path:
 
 
 def train_config(run: Path) -> Path:
-    return sorted((run / "configs").glob("train_*.yaml"))[-1]
+    """The newest config edflow saved in ``run`` (:meth:`~invproto.artifacts.RunArtifacts.newest_train_config`)."""
+    saved = RunArtifacts(run).newest_train_config()
+    if saved is None:
+        raise FileNotFoundError(f"{run} has no saved config (configs/train_*.yaml)")
+    return saved
 
 
 def scores(run: Path) -> dict:

@@ -38,7 +38,7 @@ import torch
 import yaml
 
 from benchmarks.results_io import write_result
-from benchmarks.runs import REPO, train
+from benchmarks.runs import REPO, train, train_config
 from invproto.config import get_obj_from_str
 from invproto.data.synthetic import read_colours
 from invproto.io import latest_checkpoint, load_weights
@@ -67,7 +67,7 @@ def checkpoint_of(run: Path) -> str:
 
 def load_run_model(run: Path) -> torch.nn.Module:
     """The model of a training run from its saved config and newest checkpoint, in eval mode."""
-    config = yaml.safe_load(sorted((run / "configs").glob("train_*.yaml"))[-1].read_text())
+    config = yaml.safe_load(train_config(run).read_text())
     model = get_obj_from_str(config["model"])(config)
     model.load_state_dict(load_weights(checkpoint_of(run), "checkpoint", "retrain the run")["model"])
     return model.eval()

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import yaml
 
+from invproto.artifacts import RunArtifacts
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 EDFLOW = str(Path(sys.executable).with_name("edflow"))
@@ -60,7 +62,9 @@ class EdflowRunner:
 
     @staticmethod
     def train_config(run: Path) -> Path:
-        return sorted((run / "configs").glob("train_*.yaml"))[-1]
+        saved = RunArtifacts(run).newest_train_config()
+        assert saved is not None, f"{run} has no configs/train_*.yaml"
+        return saved
 
     def train(self, config: str, name: str, *args: str) -> Path:
         """``edflow -b config -t -n name *args``, which must succeed; the run directory."""

@@ -14,7 +14,7 @@ import sys
 
 import pytest
 import yaml
-from edflow_runner import REPO, SHARED_DATA
+from edflow_runner import REPO, SHARED_DATA, EdflowRunner
 
 from invproto.config.validation import validate_run_config
 
@@ -92,7 +92,7 @@ def test_recipe_runs_end_to_end_in_a_scratch_directory(tmp_path):
             for name, path in result_files().items()} == results
 
     # the IIN's first stage is the autoencoder run: its last checkpoint and its model_params as trained
-    iin_config = yaml.safe_load(sorted((iin_run / "configs").glob("train_*.yaml"))[-1].read_text())
+    iin_config = yaml.safe_load(EdflowRunner.train_config(iin_run).read_text())
     first_stage = iin_config["model_params"]["first_stage"]
     assert first_stage["checkpoint"] == str((ae_run / "train" / "checkpoints" / "model-5.ckpt").resolve())
     assert first_stage["model_params"]["base_channels"] == 4
