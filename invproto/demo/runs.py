@@ -258,7 +258,7 @@ def run_table(runs: list[Run]) -> pd.DataFrame:
 def filtered_runs(table: pd.DataFrame, text: str, sort_by: str | None = None) -> pd.DataFrame:
     """The rows of :func:`run_table` whose name, model, kind or dataset contains ``text`` (any case), sorted by
     the column ``sort_by`` (descending for metrics and steps, empty cells last; None: as found)."""
-    columns = table[["model", "kind", "dataset"]].astype(object).where(table[["model", "kind", "dataset"]].notna(), "")
+    columns = table[["model", "kind", "dataset"]].astype(object).fillna("")  # missing: empty, not "nan"
     described = table.index.to_series() + " " + columns.astype(str).agg(" ".join, axis=1)
     shown = table[described.str.contains(text.strip(), case=False, regex=False)] if text.strip() else table
     if sort_by is None:
