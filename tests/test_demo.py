@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+import streamlit as st
 import torch
 import yaml
 from edflow_runner import REPO, EdflowRunner
@@ -397,7 +398,7 @@ def test_prototype_views(demo_logs, monkeypatch):
 
 
 def test_a_prototype_flow_flags_an_image_unlike_its_data(demo_logs, monkeypatch):
-    from invproto.demo.views.prototypes import likelihood_rank
+    from invproto.demo.views.prototypes import bits_of, likelihood_rank
     from invproto.losses.protoflow import bits_per_dim, marginal_log_likelihood
 
     run = Run(demo_logs / run_named(demo_logs, "protoflow"))
@@ -406,13 +407,20 @@ def test_a_prototype_flow_flags_an_image_unlike_its_data(demo_logs, monkeypatch)
     reference = torch.cat([torch.from_numpy(dataset.get_example(i)["image"]).permute(2, 0, 1)[None]
                            for i in range(len(dataset))])
     with torch.no_grad():
-        own_bits, limit, more_likely = likelihood_rank(model, reference[:1], reference)
+        reference_bits = bits_of(model, reference)
+        own_bits, limit, more_likely = likelihood_rank(model, reference[:1], reference_bits)
         expected = bits_per_dim(marginal_log_likelihood(model.class_log_likelihood(reference[:1])[0]), model.data_dims)
         assert own_bits == pytest.approx(float(expected)) and own_bits <= limit and more_likely < 1
         noise = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
-        noise_bits, _, noise_rank = likelihood_rank(model, noise, reference)
+        noise_bits, _, noise_rank = likelihood_rank(model, noise, reference_bits)
     assert noise_bits > limit and noise_rank == 1.0  # less likely than every validation image
 
+    # the validation images are scored once per model, not on every rerun of the page
+    scored = []
+    score = type(model).class_log_likelihood
+    monkeypatch.setattr(type(model), "class_log_likelihood",
+                        lambda self, images: scored.append(len(images)) or score(self, images))
+    st.cache_data.clear()  # the cache outlives a page: other tests may have scored this model already
     app = page(demo_logs, monkeypatch, run.name)
     app.radio(key="proto_explain_source").set_value("upload a picture").run()
     png = io.BytesIO()
@@ -420,6 +428,9 @@ def test_a_prototype_flow_flags_an_image_unlike_its_data(demo_logs, monkeypatch)
     app.file_uploader(key="proto_explain_upload").upload("noise.png", png.getvalue(), "image/png").run()
     assert not app.exception and not app.error
     assert any("Out of distribution?" in warning.value for warning in app.tabs[1].warning)
+    app.slider(key="proto_nearest_k").set_value(2).run()
+    assert not app.exception and any("Out of distribution?" in warning.value for warning in app.tabs[1].warning)
+    assert scored.count(len(dataset)) == 1, scored  # the reference once; the uploaded image on every run
 
 
 def test_metrics_view_plots_the_per_epoch_metrics(demo_logs, monkeypatch):

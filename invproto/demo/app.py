@@ -82,7 +82,8 @@ def load_context(run: Run, checkpoint: Path | None, device: str) -> ViewContext:
         raise LoadError(f"{run.name} has no checkpoint in train/checkpoints/; train it (edflow -b <config> -t) "
                         f"or resume it (edflow -p {run.path} -t)")
     try:
-        model = cached_model(str(run.path), str(checkpoint), checkpoint.stat().st_mtime_ns, device)
+        modified_ns = checkpoint.stat().st_mtime_ns
+        model = cached_model(str(run.path), str(checkpoint), modified_ns, device)
     except OSError as error:
         raise LoadError(f"cannot read checkpoint {checkpoint}: {first_line(error)}") from None
     try:
@@ -90,7 +91,8 @@ def load_context(run: Run, checkpoint: Path | None, device: str) -> ViewContext:
     except LoadError as error:
         st.warning(f"invproto: {error}")
         dataset = None
-    return ViewContext(run=run, model=model, dataset=dataset, device=torch.device(device))
+    return ViewContext(run=run, model=model, dataset=dataset, device=torch.device(device),
+                       model_key=f"{run.path}:{checkpoint}:{modified_ns}:{device}")
 
 
 def run_views(run: Run, checkpoint: Path | None, device: str) -> tuple[list, ViewContext | None]:

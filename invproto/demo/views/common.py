@@ -18,12 +18,14 @@ from invproto.pictures import standard_normal
 @dataclass
 class ViewContext:
     """A view's inputs: the run, its loaded model (eval mode), its validation split (``None`` when it cannot be
-    loaded) and the device the model is on."""
+    loaded), the device the model is on, and a key naming that model (run, checkpoint file and its modification
+    time, device) for caching what views compute from it."""
 
     run: Run
     model: Model
     dataset: object | None
     device: torch.device
+    model_key: str
 
     def class_name(self, label: int) -> str:
         names = getattr(self.dataset, "class_names", None)

@@ -56,24 +56,35 @@ def gallery(ctx: ViewContext) -> None:
         show(draws[chosen])
 
 
-def likelihood_rank(model, image: torch.Tensor, reference: torch.Tensor) -> tuple[float, float, float]:
-    """A prototype flow's bits/dim of ``(1, C, S, S)`` ``image`` (``-log2 p(x) / dims``, uniform class prior),
-    the 99th percentile of the bits/dim of the ``(M, C, S, S)`` ``reference`` images, and the share of those
-    that are more likely than ``image``."""
-    def bits(images: torch.Tensor) -> torch.Tensor:
-        return bits_per_dim(marginal_log_likelihood(model.class_log_likelihood(images)[0]), model.data_dims)
-
-    image_bits, reference_bits = float(bits(image)[0]), bits(reference.to(image.device)).float().cpu()
-    return image_bits, float(torch.quantile(reference_bits, 0.99)), float((reference_bits < image_bits).float().mean())
+def bits_of(model, images: torch.Tensor) -> torch.Tensor:
+    """A prototype flow's ``(M,)`` bits/dim of ``(M, C, S, S)`` images: ``-log2 p(x) / dims``, uniform class prior."""
+    return bits_per_dim(marginal_log_likelihood(model.class_log_likelihood(images)[0]), model.data_dims)
 
 
-def warn_if_unlikely(model, image: torch.Tensor, reference: torch.Tensor) -> None:
-    """A warning box when a prototype flow finds ``image`` less likely than 99 % of the validation images: its
-    explanation of an image unlike its training data is not to be trusted; else the likelihood in a caption."""
-    image_bits, limit, more_likely = likelihood_rank(model, image, reference)
+@st.cache_data(max_entries=4, show_spinner="Scoring the validation images under the model ...")
+def validation_bits(model_key: str, _model, _dataset, n: int) -> torch.Tensor:
+    """``(n,)`` bits/dim of the first ``n`` validation images, once per model (``model_key``: run, checkpoint and
+    its modification time, device) instead of on every rerun of the page."""
+    with torch.no_grad():
+        return bits_of(_model, validation_images(_dataset, range(n)).to(next(_model.parameters()).device)).float().cpu()
+
+
+def likelihood_rank(model, image: torch.Tensor, reference_bits: torch.Tensor) -> tuple[float, float, float]:
+    """The bits/dim of the ``(1, C, S, S)`` ``image``, the 99th percentile of the ``(M,)`` ``reference_bits``, and
+    the share of the reference images that are more likely than ``image``."""
+    image_bits = float(bits_of(model, image)[0])
+    return (image_bits, float(torch.quantile(reference_bits, 0.99)),
+            float((reference_bits < image_bits).float().mean()))
+
+
+def warn_if_unlikely(model, image: torch.Tensor, reference_bits: torch.Tensor) -> None:
+    """A warning box when a prototype flow finds ``image`` less likely than 99 % of the validation images
+    (``reference_bits``): its explanation of an image unlike its training data is not to be trusted; else the
+    likelihood in a caption."""
+    image_bits, limit, more_likely = likelihood_rank(model, image, reference_bits)
     if image_bits > limit:
         st.warning(f"Out of distribution? {image_bits:.3g} bits/dim: less likely under the model than "
-                   f"{more_likely:.0%} of {len(reference)} validation images (99 % have at most {limit:.3g}). "
+                   f"{more_likely:.0%} of {len(reference_bits)} validation images (99 % have at most {limit:.3g}). "
                    f"Its classes and prototypes are not to be trusted for such an image.")
     else:
         st.caption(f"likelihood: {image_bits:.3g} bits/dim (validation images: 99 % at most {limit:.3g})")
@@ -101,7 +112,8 @@ def explain(ctx: ViewContext) -> None:
     with right:
         class_posterior(ctx, explanation.logits[0])
         if hasattr(model, "class_log_likelihood"):
-            warn_if_unlikely(model, image, validation_images(ctx.dataset, range(min(len(ctx.dataset), 256))))
+            reference_bits = validation_bits(ctx.model_key, model, ctx.dataset, min(len(ctx.dataset), 256))
+            warn_if_unlikely(model, image, reference_bits)
     k = st.slider("nearest prototypes", 1, model.n_prototypes, min(5, model.n_prototypes), key="proto_nearest_k")
     similarity, nearest = explanation.similarity[0].float().topk(k)
     owner = model.prototype_class[nearest].tolist()
