@@ -48,7 +48,7 @@ from pathlib import Path
 import yaml
 
 from benchmarks.results_io import write_results
-from benchmarks.runs import EDFLOW, REPO, reported_root, scores, train_config
+from benchmarks.runs import EDFLOW, REPO, reported_root, scores, train_config, training_wall_s
 
 AE_CONFIG = "configs/mnist_ae_cpu32.yaml"
 IIN_CONFIG = "configs/mnist_iin_cpu.yaml"
@@ -124,7 +124,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--iin-steps", type=int, default=None, help="IIN --num_steps (overrides epochs)")
     parser.add_argument("--fid-n", type=int, default=PROTOCOL_N, help="test images (and samples) of the final FID")
     parser.add_argument("--ae-run", type=Path, default=None,
-                        help="a trained run of configs/mnist_ae_cpu32.yaml to reuse (its newest checkpoint)")
+                        help="a trained run of configs/mnist_ae_cpu32.yaml to reuse (its newest checkpoint); its "
+                             "training time (run start to last checkpoint) counts in the recipe's total")
     parser.add_argument("--threads", type=int, default=None, help="OMP/MKL threads of the runs (default: torch's)")
     parser.add_argument("--workdir", type=Path, default=REPO, help="directory edflow runs in (logs/ goes there)")
     parser.add_argument("--ae-args", default="", help="extra edflow options of the autoencoder run (one string)")
@@ -150,6 +151,7 @@ def main(argv: list[str] | None = None) -> None:
     else:
         ae_run = args.ae_run if args.ae_run.is_absolute() else (args.workdir / args.ae_run)
         ae_run = ae_run.resolve()
+        ae_wall, ae_step_s = training_wall_s(ae_run), seconds_per_step(ae_run)  # counted in the recipe's total
     ae_final = scores(ae_run)["per_epoch"][-1]  # its last validation scores (not a later test evaluation)
 
     iin_overrides = [*first_stage_overrides(ae_run),
@@ -165,7 +167,7 @@ def main(argv: list[str] | None = None) -> None:
     test = scores(iin_run)["final"]
     if test["dataset"] != TEST_SPLIT:
         raise RuntimeError(f"{iin_run}: the last evaluation is on {test['dataset']}, not {TEST_SPLIT}")
-    total_wall = time.perf_counter() - start
+    total_wall = time.perf_counter() - start + (ae_wall if args.ae_run is not None else 0.0)
     print(f"evaluation on {TEST_SPLIT}: {minutes(eval_wall)} min", flush=True)
 
     def relative(run: Path) -> str:

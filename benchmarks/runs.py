@@ -7,6 +7,7 @@ import re
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 
 import yaml
@@ -43,6 +44,19 @@ def train_config(run: Path) -> Path:
     if saved is None:
         raise FileNotFoundError(f"{run} has no saved config (configs/train_*.yaml)")
     return saved
+
+
+def training_wall_s(run: Path) -> float:
+    """Seconds from a run's start (the time edflow put in its directory name) to its highest-step checkpoint.
+
+    For a run trained earlier and reused: its training time as the file system saw it
+    (edflow names runs by the local clock, which is the checkpoints' clock).
+    """
+    started = datetime.strptime(run.name[:19], "%Y-%m-%dT%H-%M-%S")
+    checkpoint = latest_checkpoint(run / "train" / "checkpoints")
+    if checkpoint is None:
+        raise FileNotFoundError(f"{run} has no checkpoint under train/checkpoints")
+    return Path(checkpoint).stat().st_mtime - started.timestamp()
 
 
 def scores(run: Path) -> dict:

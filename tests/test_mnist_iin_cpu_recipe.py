@@ -117,3 +117,20 @@ def test_recipe_runs_end_to_end_in_a_scratch_directory(tmp_path):
         assert fields[key] is not None and fields[key] >= 0, key
     assert fields["total_minutes"] >= fields["ae_minutes"] + fields["iin_minutes"] + fields["eval_minutes"] - 0.15
     assert records["mnist_iin.kid_samples"][0].endswith("KID (target None)")
+
+
+def test_a_reused_autoencoder_counts_from_its_start_to_its_last_checkpoint(tmp_path):
+    from datetime import datetime
+
+    from benchmarks.runs import training_wall_s
+
+    run = tmp_path / "2026-03-01T10-00-00_recipe_mnist_ae_cpu32"
+    checkpoints = run / "train" / "checkpoints"
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        training_wall_s(run)
+    checkpoints.mkdir(parents=True)
+    started = datetime(2026, 3, 1, 10, 0, 0).timestamp()
+    for name, seconds in (("model-10.ckpt", 600.0), ("model-5.ckpt", 900.0)):  # a lower step written later
+        (checkpoints / name).write_bytes(b"")
+        os.utime(checkpoints / name, (started + seconds, started + seconds))
+    assert training_wall_s(run) == pytest.approx(600.0)  # up to the highest step, as the run trained
