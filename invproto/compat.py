@@ -54,6 +54,7 @@ code. ``python -m invproto.compat install`` therefore writes a one-line
 
 from __future__ import annotations
 
+import argparse
 import atexit
 import contextlib
 import importlib.abc
@@ -144,7 +145,17 @@ def patch_edflow_batches(module) -> None:
     module.make_batches = make_batches
 
 
-LOG_LEVEL_GIVEN = frozenset({"-l", "--log_level"})
+def log_level_given(argv: list[str]) -> bool:
+    """Whether the edflow command line ``argv`` sets ``-l``/``--log_level`` (in any form argparse takes:
+    ``-l info``, ``-linfo``, ``--log_level=info``, an abbreviation), read as edflow's own parser reads it;
+    edflow passes its default ``info`` to ``run.init`` either way."""
+    parser = argparse.ArgumentParser(add_help=False, exit_on_error=False)
+    parser.add_argument("-l", "--log_level", default=None)
+    try:
+        given, _ = parser.parse_known_args(argv)
+    except argparse.ArgumentError:  # "-l" without a value: edflow's own parser refuses it first
+        return False
+    return given.log_level is not None
 
 
 def patch_edflow_logging(module) -> None:
@@ -174,7 +185,7 @@ def init_run(init, **kwargs) -> None:
     if distributed.is_main_process():
         from invproto.config.command_line import code_root_from_anywhere
 
-        quiet = not LOG_LEVEL_GIVEN.intersection(sys.argv[1:])  # edflow's INFO lines only on request (-l info)
+        quiet = not log_level_given(sys.argv[1:])  # edflow's INFO lines only on request (-l info)
         init(**{**kwargs, "code_root": code_root_from_anywhere(kwargs.get("code_root", ".")),
                 **({"log_level": "warn"} if quiet else {})})
         print(f"invproto: run directory {init.__self__.root}" + (" (edflow's own messages: -l info)" if quiet else ""),

@@ -194,3 +194,16 @@ def test_edflow_runs_outside_the_repository_root_and_refuses_a_foreign_checkpoin
 
 def test_the_hierarchy_is_what_the_entry_catches():
     assert issubclass(ConfigError, InvprotoError) and not issubclass(ConfigError, SystemExit)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("asked", [[], ["--log_level=info"], ["-linfo"]], ids=["quiet", "long", "short"])
+def test_edflow_speaks_only_when_asked(tmp_path, asked):
+    """The console names the run directory in one line; edflow's own INFO lines appear with -l info in any
+    form edflow's parser takes."""
+    runner = EdflowRunner(tmp_path)
+    result = runner("-b", "configs/mnist_clf.yaml", "-t", *asked, *QUICK, "--num_steps", "2", "-n", "talk")
+    assert result.returncode == 0, result.stderr[-3000:]
+    run_lines = [line for line in result.stdout.splitlines() if line.startswith("invproto: run directory ")]
+    assert len(run_lines) == 1 and ("-l info" in run_lines[0]) == (not asked)
+    assert ("[INFO] [run]: root: logs/" in result.stdout) == bool(asked)
