@@ -146,9 +146,8 @@ def patch_edflow_batches(module) -> None:
 
 
 def log_level_given(argv: list[str]) -> bool:
-    """Whether the edflow command line ``argv`` sets ``-l``/``--log_level`` (in any form argparse takes:
-    ``-l info``, ``-linfo``, ``--log_level=info``, an abbreviation), read as edflow's own parser reads it;
-    edflow passes its default ``info`` to ``run.init`` either way."""
+    """Whether ``argv`` sets ``-l``/``--log_level`` in any form edflow's parser takes (``-linfo``,
+    ``--log_level=info``); ``run.init`` gets edflow's default ``info`` either way."""
     parser = argparse.ArgumentParser(add_help=False, exit_on_error=False)
     parser.add_argument("-l", "--log_level", default=None)
     try:
