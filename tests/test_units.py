@@ -3,6 +3,7 @@
 import csv
 
 import pytest
+import torch
 import yaml
 
 from invproto.artifacts import RunArtifacts
@@ -52,3 +53,14 @@ def test_atomic_write_replaces_whole_file(tmp_path):
     atomic_write_text(path, "old")
     atomic_write_text(path, "new")
     assert path.read_text() == "new" and [p.name for p in tmp_path.iterdir()] == ["a.txt"]
+
+
+def test_keyed_draws_repeat_for_equal_keys_and_differ_for_neighbouring_ones():
+    from invproto.iterators.seeding import keyed_generator
+
+    def draw(*key):
+        return torch.rand(8, generator=keyed_generator(*key))
+
+    assert torch.equal(draw(0, 5, 1), draw(0, 5, 1))
+    assert not torch.equal(draw(0, 5), draw(5, 0))  # seed + step would give both the same stream
+    assert not torch.equal(draw(0, 5, 0), draw(0, 5, 1))  # each rank its own draws

@@ -19,6 +19,7 @@ from invproto.callbacks.accuracy import accuracy
 from invproto.config.schema import checked
 from invproto.data.augment import random_blur
 from invproto.iterators.base import Batch, Iterator, Scalars
+from invproto.iterators.seeding import keyed_generator
 from invproto.pictures import to_hwc
 
 
@@ -43,8 +44,7 @@ class ClassifierIterator(Iterator):
     def step_generator(self) -> torch.Generator:
         """The augmentation's draws of this step: seeded by (seed, global step, rank), so that a resumed run
         draws what an uninterrupted one would."""
-        seed = hash((self.settings.seed, self.get_global_step(), distributed.rank())) & 0xFFFF_FFFF
-        return torch.Generator().manual_seed(seed)
+        return keyed_generator(self.settings.seed, self.get_global_step(), distributed.rank())
 
     def log_step(self, batch: Batch) -> dict:
         logits = self.model(batch["image"])

@@ -61,6 +61,7 @@ from invproto.interpret.relevance import BASELINES, baseline_image, relevance_au
 from invproto.io import save_grid
 from invproto.iterators.base import Batch, Iterator, Scalars
 from invproto.iterators.part_prototype_push import DUPLICATE_FILTERS, PushBatch, push_prototypes
+from invproto.iterators.seeding import keyed_generator
 from invproto.losses.part_prototypes import off_class_l1
 from invproto.models.part_prototypes import PartPrototypeOutput
 from invproto.models.prototype_model import Explanation
@@ -193,7 +194,7 @@ class PartPrototypeIterator(Iterator):
         similarity, labels = self.push_set_similarities()
         model, p = self.model, self.params
         optimizer = torch.optim.Adam(model.head_parameters(), lr=p.last_layer_lr)
-        generator = torch.Generator().manual_seed(p.seed + self.get_global_step())
+        generator = keyed_generator(p.seed, self.get_global_step())  # no rank: every replica fits the same head
         l1_weight = getattr(self.loss, "l1_weight", 0.0)
         for _ in range(p.last_layer_steps):
             rows = torch.randint(len(labels), (self.config["batch_size"],), generator=generator).to(labels.device)
@@ -253,7 +254,7 @@ class PartPrototypeIterator(Iterator):
     def part_labels(self, images: torch.Tensor, output: PartPrototypeOutput, slots: torch.Tensor,
                     keypoints: np.ndarray, seed: int) -> dict[str, np.ndarray]:
         """Parts hit by the class prototypes' regions, without and with input noise, for both mappings."""
-        generator = torch.Generator().manual_seed(self.params.seed + seed)
+        generator = keyed_generator(self.params.seed, seed)
         noise = torch.randn(images.shape, generator=generator).to(images.device) * self.params.noise_std
         outputs = {"": output, "_noisy": self.model(images + noise)}
         labels = {"class_prototypes": slots.cpu().numpy()}

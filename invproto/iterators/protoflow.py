@@ -49,6 +49,7 @@ from invproto.errors import ConfigError
 from invproto.io import save_grid
 from invproto.iterators.base import Batch, Iterator, Scalars
 from invproto.iterators.prototype_revival import PrototypeRevival
+from invproto.iterators.seeding import keyed_generator
 from invproto.losses.protoflow import bits_per_dim, marginal_log_likelihood
 from invproto.models.prototype_model import Explanation
 from invproto.pictures import to_hwc
@@ -166,7 +167,7 @@ class ProtoFlowIterator(Iterator):
                            "prototype_samples": to_hwc(samples.flatten(0, 1))}}
 
     def _generator(self, offset: int = 0) -> torch.Generator:
-        return torch.Generator().manual_seed(self.params.sample_seed + offset)
+        return keyed_generator(self.params.sample_seed, offset)
 
     @torch.no_grad()
     def nearest_training_images(self) -> torch.Tensor:
@@ -211,7 +212,7 @@ class ProtoFlowIterator(Iterator):
 
         The class scores are log-likelihoods up to a class-independent term, so
         averaging them averages the class log-likelihoods. The views are
-        drawn from ``sample_seed + seed`` (the batch's first index): reproducible.
+        drawn from the key ``(sample_seed, seed)`` (``seed``: the batch's first index): reproducible.
         """
         n_views = self.params.tta_num
         if n_views == 1:
