@@ -15,7 +15,8 @@ on; the temporary file is removed.
 
 :func:`latest_checkpoint` is the checkpoint with the highest step, not the
 newest file: a run copied with ``cp -r`` (new modification times in any
-order) resumes where it stopped.
+order) resumes where it stopped. :func:`save_checkpoint` can keep only the newest
+few (``keep_checkpoints``), removing older ones after the new one is in place.
 """
 
 from __future__ import annotations
@@ -188,6 +189,29 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> Path:
             torch.save(obj, file)
 
     return atomic_write(path, save, size_hint=tensor_bytes(obj))
+
+
+def save_checkpoint(state: dict, path: str | os.PathLike, keep: int | None = None) -> Path:
+    """:func:`atomic_torch_save` of a training ``state`` to ``path`` (``<name>-<step>.ckpt``); with ``keep``, then
+    :func:`prune_checkpoints` beside it. Old checkpoints go only once the new one is complete."""
+    saved = atomic_torch_save(state, path)
+    if keep is not None:
+        prune_checkpoints(saved, keep)
+    return saved
+
+
+def prune_checkpoints(latest: str | os.PathLike, keep: int) -> list[Path]:
+    """Keep ``latest`` and the ``keep - 1`` highest-step checkpoints of its name beside it; remove the other
+    ``<name>-<step>.ckpt`` files of that name (never other files). The removed paths, highest step first."""
+    latest = Path(latest)
+    prefix = CHECKPOINT_NAME.match(latest.name)["name"]
+    others = sorted(((checkpoint_step(path), path) for path in latest.parent.glob(f"{prefix}-*.ckpt")
+                     if path != latest and checkpoint_step(path) is not None
+                     and CHECKPOINT_NAME.match(path.name)["name"] == prefix), reverse=True)
+    removed = [path for _, path in others[keep - 1:]]
+    for path in removed:
+        path.unlink(missing_ok=True)
+    return removed
 
 
 def tensor_bytes(obj: Any) -> int:

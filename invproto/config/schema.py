@@ -131,6 +131,7 @@ class RunConfig:
     start_log_freq: int = checked(1, ge=1)
     ckpt_freq: Optional[int] = checked(None, ge=1)
     ckpt_zero: bool = False
+    keep_checkpoints: Optional[int] = checked(None, ge=1)  # the newest N checkpoints of a run (None: all)
     hook_freq: int = checked(1, ge=1)
     n_data_processes: Optional[int] = checked(None, ge=1)  # default: the machine's core count
     n_prefetch: int = checked(1, ge=1)

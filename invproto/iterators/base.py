@@ -54,7 +54,7 @@ from invproto.config import instantiate
 from invproto.config.run import abort_cleanly, prepare_run
 from invproto.config.schema import OptimizerParams, PerformanceParams
 from invproto.data.pairs import as_single
-from invproto.io import atomic_torch_save
+from invproto.io import save_checkpoint
 from invproto.iterators.data_position import continue_data_order
 from invproto.iterators.ddp import average_gradients_before_step, gather_outputs, replicate
 from invproto.iterators.factor_pairs import pair_codes, validates_on_pairs, with_dim_callback
@@ -294,7 +294,7 @@ class Iterator(TemplateIterator):
         if not all_finite(self.model.parameters()):
             raise divergence_message("a weight", self.get_global_step(), run.root, self.optimizer_params.lr)
         if distributed.is_main_process():
-            atomic_torch_save(self.checkpoint_state(), checkpoint_path)
+            save_checkpoint(self.checkpoint_state(), checkpoint_path, keep=self.settings.keep_checkpoints)
 
     def restore(self, checkpoint_path: str) -> None:
         state = load_checkpoint(checkpoint_path, self.model, "checkpoint",
