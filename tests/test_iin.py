@@ -107,6 +107,33 @@ def test_iin_loads_a_frozen_first_stage(tmp_path):
     assert "checkpoint" not in model.describe()["model_params"]["first_stage"]
 
 
+def test_an_autoencoder_first_stage_gives_posterior_samples_when_a_generator_is_given(tmp_path):
+    """As the IIN reference trains: codes mean + std * eps, drawn from the generator; a classifier has one code."""
+    from invproto.models.autoencoder import Autoencoder
+
+    torch.manual_seed(0)
+    params = {"in_channels": 3, "in_size": 16, "n_down": 3, "base_channels": 4, "z_dim": 8}
+    autoencoder = Autoencoder.from_params(**params)
+    spec = {"model": "invproto.models.autoencoder.Autoencoder", "model_params": params,
+            "checkpoint": str(save_checkpoint(autoencoder, tmp_path / "ae.ckpt"))}
+    model = IIN.from_params(first_stage=spec, n_flow=2, hidden_dim=16)
+    images = torch.rand(4, 3, 16, 16) * 2 - 1
+    posterior = autoencoder.eval().encode(images)
+    torch.testing.assert_close(model.codes(images), posterior.mean)
+
+    sampled = model.codes(images, torch.Generator().manual_seed(3))
+    eps = torch.randn(posterior.mean.shape, generator=torch.Generator().manual_seed(3))
+    torch.testing.assert_close(sampled, posterior.mean + posterior.std * eps)
+    assert not torch.allclose(sampled, posterior.mean)
+    z, log_det = model(images, torch.Generator().manual_seed(3))
+    torch.testing.assert_close((z, log_det), model.flow(sampled))
+
+    classifier_path = save_checkpoint(Classifier.from_params(**SMALL_CLASSIFIER), tmp_path / "clf.ckpt")
+    on_classifier = IIN.from_params(first_stage=first_stage(classifier_path), n_flow=2, hidden_dim=16)
+    torch.testing.assert_close(on_classifier.codes(images, torch.Generator().manual_seed(3)),
+                               on_classifier.codes(images))
+
+
 def test_first_stage_checkpoint_of_another_model_is_refused_in_one_line(tmp_path):
     path = save_checkpoint(Classifier.from_params(**SMALL_CLASSIFIER), tmp_path / "clf.ckpt")
     with pytest.raises(InvprotoError) as error:
@@ -182,6 +209,18 @@ def test_iin_eval_step_decodes_seeded_samples_for_fid_only_with_a_decoder(tmp_pa
     assert first["sample"].shape == (3, 16, 16, 3) and first["sample"].dtype == np.uint8
     np.testing.assert_array_equal(again["sample"], first["sample"][[2, 0]])  # seeded by example index
     assert first["nats_per_dim"].shape == (3,)
+
+    # training codes: posterior samples keyed by (seed, step, rank) by default, the means with train_codes: mode
+    batch = {"image": images, "index_": torch.tensor([0, 1, 2])}
+    with torch.no_grad():
+        loss_at_0 = decoding.train_step(batch)[0]
+        torch.testing.assert_close(decoding.train_step(batch)[0], loss_at_0)  # the same step draws the same codes
+        decoding.set_global_step(1)
+        assert not torch.allclose(decoding.train_step(batch)[0], loss_at_0)
+        decoding.params.train_codes = "mode"
+        on_means = decoding.loss(*decoding.model(images))[0]
+        torch.testing.assert_close(decoding.train_step(batch)[0], on_means)
+        assert not torch.allclose(on_means, loss_at_0)
 
     without_decoder = iterator(first_stage(clf_path))
     with torch.inference_mode():

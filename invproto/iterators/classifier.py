@@ -14,12 +14,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from invproto import distributed
 from invproto.callbacks.accuracy import accuracy
 from invproto.config.schema import checked
 from invproto.data.augment import random_blur
 from invproto.iterators.base import Batch, Iterator, Scalars
-from invproto.iterators.seeding import keyed_generator
+from invproto.iterators.seeding import step_generator
 from invproto.pictures import to_hwc
 
 
@@ -37,14 +36,9 @@ class ClassifierIterator(Iterator):
         return (p for p in self.model.parameters() if p.requires_grad)
 
     def train_step(self, batch: Batch) -> tuple[torch.Tensor, Scalars]:
-        logits = self.model(random_blur(batch["image"], self.params.blur_sigma, self.step_generator()))
+        logits = self.model(random_blur(batch["image"], self.params.blur_sigma, step_generator(self)))
         loss = F.cross_entropy(logits, batch["class"])
         return loss, {"accuracy": (logits.argmax(1) == batch["class"]).float().mean()}
-
-    def step_generator(self) -> torch.Generator:
-        """The augmentation's draws of this step: seeded by (seed, global step, rank), so that a resumed run
-        draws what an uninterrupted one would."""
-        return keyed_generator(self.settings.seed, self.get_global_step(), distributed.rank())
 
     def log_step(self, batch: Batch) -> dict:
         logits = self.model(batch["image"])

@@ -2,7 +2,10 @@
 
 * :class:`IINIterator` -- an :class:`~invproto.models.iin.IIN` on single
   images (``image``): NLL of the first-stage codes under the flow, reported
-  in nats/dim and bits/dim; when the first stage can decode, logs decoded
+  in nats/dim and bits/dim. An autoencoder first stage's codes are, in
+  training, samples of its posterior (``train_codes: sample``, as the IIN
+  reference trains; drawn by (seed, step, rank)) or its mean (``mode``);
+  evaluation scores the means; when the first stage can decode, logs decoded
   N(0, I) samples and evaluates their FID (``fid_samples``, one sample per
   evaluated example, seeded by the example's index).
 * :class:`FactorIINIterator` -- a :class:`~invproto.models.iin.FactorIIN`
@@ -28,19 +31,28 @@ import torch
 from invproto.callbacks.factor_dims import dim_callback
 from invproto.callbacks.fid import fid_samples
 from invproto.callbacks.likelihood import likelihood
+from invproto.config.schema import checked
 from invproto.data.pairs import factor_labels
 from invproto.errors import ConfigError
 from invproto.iterators.base import Batch, Iterator, Scalars
 from invproto.iterators.factor_pairs import pair_codes
+from invproto.iterators.seeding import step_generator
 from invproto.losses.iin import HALF_LOG_TWO_PI
 from invproto.pictures import per_example_normal, to_hwc, to_uint8_hwc
+
+
+@dataclass
+class TrainCodes:
+    """Which codes of an autoencoder first stage the flow trains on (other first stages have one code)."""
+
+    train_codes: str = checked("sample", choices=("sample", "mode"))  # posterior samples (the reference) | means
 
 
 class IINIterator(Iterator):
     """Trains the flow of an :class:`~invproto.models.iin.IIN` (the first stage stays frozen)."""
 
     @dataclass
-    class Params:
+    class Params(TrainCodes):
         n_log_images: int = 16  # images per logged grid (inputs; decoded N(0, I) samples)
         sample_seed: int = 0  # seed of the logged N(0, I) samples: the same ones at every log
 
@@ -53,8 +65,12 @@ class IINIterator(Iterator):
     def trainable_parameters(self):
         return self.model.flow.parameters()
 
+    def train_generator(self) -> torch.Generator | None:
+        """This step's draws of sampled codes (``train_codes: sample``), else None: the posterior means."""
+        return step_generator(self) if self.params.train_codes == "sample" else None
+
     def train_step(self, batch: Batch) -> tuple[torch.Tensor, Scalars]:
-        return self.loss(*self.model(batch["image"]))
+        return self.loss(*self.model(batch["image"], self.train_generator()))
 
     def log_step(self, batch: Batch) -> dict:
         _, scalars = self.loss(*self.model(batch["image"]))
@@ -84,20 +100,21 @@ class FactorIINIterator(IINIterator):
     reads_pairs = True
 
     @dataclass
-    class Params:
+    class Params(TrainCodes):
         n_swap_images: int = 6  # n: each logged swap grid is n x n (target i with factor k of source j)
 
     callbacks = {"eval_op": {"likelihood": likelihood}}
     default_loss = {"target": "invproto.losses.iin.FactorLoss"}
 
-    def _pair_outputs(self, batch: Batch) -> tuple[torch.Tensor, ...]:
-        """The loss's inputs ``(z1, z2, log_det1, log_det2, shared)`` for a batch of pairs."""
-        z1, log_det1 = self.model(batch["image1"])
-        z2, log_det2 = self.model(batch["image2"])
+    def _pair_outputs(self, batch: Batch, generator: torch.Generator | None = None) -> tuple[torch.Tensor, ...]:
+        """The loss's inputs ``(z1, z2, log_det1, log_det2, shared)`` for a batch of pairs (codes drawn from
+        ``generator`` when given)."""
+        z1, log_det1 = self.model(batch["image1"], generator)
+        z2, log_det2 = self.model(batch["image2"], generator)
         return z1, z2, log_det1, log_det2, self.model.factor_mask(batch["factor"])
 
     def train_step(self, batch: Batch) -> tuple[torch.Tensor, Scalars]:
-        return self.loss(*self._pair_outputs(batch))
+        return self.loss(*self._pair_outputs(batch, self.train_generator()))
 
     def log_step(self, batch: Batch) -> dict:
         _, scalars = self.loss(*self._pair_outputs(batch))

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import torch
 
+from invproto import distributed
+
 
 def keyed_generator(*key: int) -> torch.Generator:
     """A CPU generator seeded by the integers ``key``: equal keys give equal draws in any process.
@@ -14,3 +16,9 @@ def keyed_generator(*key: int) -> torch.Generator:
     would.
     """
     return torch.Generator().manual_seed(hash(key) & 0xFFFF_FFFF)
+
+
+def step_generator(iterator) -> torch.Generator:
+    """The draws of ``iterator``'s current training step (augmentations, sampled codes): keyed by (run seed,
+    global step, rank), so that a resumed run draws what an uninterrupted one would and ranks differ."""
+    return keyed_generator(iterator.settings.seed, iterator.get_global_step(), distributed.rank())

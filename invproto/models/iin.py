@@ -73,13 +73,21 @@ class IIN(Model):
         return self.first_stage.can_decode
 
     @torch.no_grad()
-    def codes(self, images: torch.Tensor) -> torch.Tensor:
-        """``(N, C, S, S)`` images in [-1, 1] -> ``(N, D)`` first-stage codes, flattened (no gradient)."""
-        return first_stage_codes(self.first_stage, images)
+    def codes(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``(N, C, S, S)`` images in [-1, 1] -> ``(N, D)`` first-stage codes, flattened (no gradient).
 
-    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(N, C, S, S)`` images -> ``(z (N, D), log|det dz/dc| (N,))``."""
-        return self.flow(self.codes(images))
+        Without a ``generator``: the code (an autoencoder posterior's mean); with one: an autoencoder
+        posterior's sample drawn from it (:meth:`~invproto.models.first_stages.FirstStage.sample_code`, what
+        the IIN reference trains on), any other first stage's code as without.
+        """
+        if generator is None:
+            return first_stage_codes(self.first_stage, images)
+        return self.first_stage.sample_code(images, generator).flatten(1)
+
+    def forward(self, images: torch.Tensor, generator: torch.Generator | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(N, C, S, S)`` images -> ``(z (N, D), log|det dz/dc| (N,))`` of their :meth:`codes`."""
+        return self.flow(self.codes(images, generator))
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """``(N, D)`` flow outputs -> ``(N, C, S, S)`` images through the inverse flow and the first stage's decoder."""

@@ -20,9 +20,11 @@ class DiagonalGaussian:
         self.std = torch.exp(0.5 * self.logvar)
 
     def sample(self, generator: torch.Generator | None = None) -> torch.Tensor:
-        """A reparameterised sample ``mean + std * eps``, ``(N, D)``; differentiable."""
-        eps = torch.randn(self.mean.shape, generator=generator, device=self.mean.device, dtype=self.mean.dtype)
-        return self.mean + self.std * eps
+        """A reparameterised sample ``mean + std * eps``, ``(N, D)``; differentiable. ``eps`` is drawn on the
+        generator's device (a CPU generator for a CUDA posterior: the same draws on any device)."""
+        device = generator.device if generator is not None else self.mean.device
+        eps = torch.randn(self.mean.shape, generator=generator, device=device, dtype=self.mean.dtype)
+        return self.mean + self.std * eps.to(self.mean.device)
 
     def mode(self) -> torch.Tensor:
         """The mean, ``(N, D)``."""

@@ -119,6 +119,13 @@ class FirstStage(nn.Module):
         """``(N, C, S, S)`` images in [-1, 1] -> ``(N, *representation_shape)``."""
         return self._tap(self.network, self.preprocess(images), False)[0]
 
+    def sample_code(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """An invproto autoencoder read at its code (``can_decode``): a posterior sample ``mean + std * eps``
+        per image, ``(N, D)``; any other network: its representation, as :meth:`encode`."""
+        if not self.can_decode:
+            return self.encode(images)
+        return self.network.encode(self.preprocess(images)).sample(generator)
+
     def classify(self, images: torch.Tensor) -> torch.Tensor:
         """``(N, C, S, S)`` images in [-1, 1] -> ``(N, K)`` logits."""
         return self.encode_and_classify(images)[1]
