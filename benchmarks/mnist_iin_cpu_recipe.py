@@ -17,18 +17,21 @@ Writes ``mnist_iin.fid_samples_n10000`` (FID, target 10; with KID and the minute
 of each stage) and ``mnist_iin.kid_samples`` (target none) through
 :func:`benchmarks.results_io.write_results`; ``--dry-run`` prints them instead.
 
-    INVPROTO_DATA=../shared/data WANDB_MODE=offline .venv/bin/python -m benchmarks.mnist_iin_cpu_recipe --threads 1
+    INVPROTO_DATA=../shared/data WANDB_MODE=offline .venv/bin/python -m benchmarks.mnist_iin_cpu_recipe
 
-Time, measured end to end on 2026-11-28 with ``--threads 1`` on the 2-core CPU, which
-other runs shared for most of it: autoencoder 37.9 min (0.144 s/step), IIN 43.0 min
-(0.522 s/step), test evaluation 41.8 min (20000 images through Inception; about half
-that once the test statistics are cached); 122.7 min in all. The record keeps the
-minutes of each stage, the seconds per training step and the load average at the start.
+Time, measured on 2026-11-28 on the 2-core CPU: autoencoder 37.5 min (0.144 s/step, one
+torch thread while other runs shared the machine), IIN 65.0 min (30 epochs, 0.266 s/step,
+torch's two threads on the idle machine), test evaluation 11.0 min (10000 samples through
+Inception; the test images' statistics were cached: about 10 min more the first time);
+113.5 min in all. The IIN run reused the autoencoder (``--ae-run``), whose minutes come
+from its own run directory (start to last checkpoint). The record keeps the minutes of
+each stage, the seconds per training step and the load average at the start.
 
-``--threads N`` sets OMP_NUM_THREADS / MKL_NUM_THREADS of the three runs. On that
+``--threads N`` sets OMP_NUM_THREADS / MKL_NUM_THREADS of the three runs. On a
 loaded CPU two torch threads (torch's default there) made the training steps 3-7x
 slower and Inception anywhere between 0.65x and 1.9x as fast as one thread; on an
-idle machine leave it out. ``--ae-steps`` / ``--iin-steps`` (``--num_steps``),
+idle machine leave it out (there two threads took the IIN from 0.354 to 0.247 s/step).
+``--ae-steps`` / ``--iin-steps`` (``--num_steps``),
 ``--ae-args`` / ``--iin-args`` / ``--eval-args`` (extra edflow options, one string
 each) and ``--workdir`` (where edflow runs and writes ``logs/``; it gets links to
 ``invproto/`` and ``configs/``) serve smoke tests and timing; a recorded figure needs
