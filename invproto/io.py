@@ -200,15 +200,21 @@ def save_checkpoint(state: dict, path: str | os.PathLike, keep: int | None = Non
     return saved
 
 
+def sibling_checkpoints(path: str | os.PathLike) -> list[tuple[int, Path]]:
+    """``(step, file)`` of the ``<name>-<step>.ckpt`` files beside ``path`` with its ``<name>`` (``path`` too, if it
+    exists), highest step first; ``model-x-5.ckpt`` is not a sibling of ``model-8.ckpt``."""
+    path = Path(path)
+    name = CHECKPOINT_NAME.match(path.name)["name"]
+    matches = ((CHECKPOINT_NAME.match(other.name), other) for other in path.parent.glob(f"{name}-*.ckpt"))
+    return sorted(((int(match["step"]), other) for match, other in matches if match and match["name"] == name),
+                  reverse=True)
+
+
 def prune_checkpoints(latest: str | os.PathLike, keep: int) -> list[Path]:
     """Keep ``latest`` and the ``keep - 1`` highest-step checkpoints of its name beside it; remove the other
     ``<name>-<step>.ckpt`` files of that name (never other files). The removed paths, highest step first."""
-    latest = Path(latest)
-    prefix = CHECKPOINT_NAME.match(latest.name)["name"]
-    others = sorted(((checkpoint_step(path), path) for path in latest.parent.glob(f"{prefix}-*.ckpt")
-                     if path != latest and checkpoint_step(path) is not None
-                     and CHECKPOINT_NAME.match(path.name)["name"] == prefix), reverse=True)
-    removed = [path for _, path in others[keep - 1:]]
+    others = [path for _, path in sibling_checkpoints(latest) if path != Path(latest)]
+    removed = others[keep - 1:]
     for path in removed:
         path.unlink(missing_ok=True)
     return removed

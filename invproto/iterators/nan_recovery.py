@@ -20,7 +20,7 @@ from typing import Iterable, Iterator
 import torch
 
 from invproto.errors import CheckpointError, RunError
-from invproto.io import checkpoint_step
+from invproto.io import checkpoint_step, sibling_checkpoints
 
 
 def nonfinite_tensors(state, prefix: str = "") -> Iterator[str]:
@@ -52,9 +52,7 @@ def last_finite_checkpoint(checkpoint: str) -> str:
     step = checkpoint_step(path)
     candidates = [path]
     if step is not None:
-        prefix = path.name.rsplit("-", 1)[0]
-        older = [(checkpoint_step(p), p) for p in path.parent.glob(f"{prefix}-*.ckpt")]
-        candidates += [p for s, p in sorted(older, reverse=True) if s is not None and s < step]
+        candidates += [p for s, p in sibling_checkpoints(path) if s < step]
     for candidate in candidates:
         bad = list(nonfinite_tensors(torch.load(candidate, map_location="cpu", weights_only=True)))
         if not bad:
